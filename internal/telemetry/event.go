@@ -1,0 +1,34 @@
+// Package telemetry receives Lambda Telemetry API events and holds them in a
+// bounded buffer until they are flushed.
+package telemetry
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Event is one Telemetry API event, decoded and annotated.
+type Event struct {
+	// Time is when Lambda generated the event (the event's "time").
+	Time time.Time
+	// Type is the event type as AWS names it: "function", "extension",
+	// "platform.start", "platform.report", ...
+	Type string
+	// Record is the event's record exactly as received: a JSON string for
+	// text log lines, a JSON object for platform events and JSON-format logs.
+	Record json.RawMessage
+	// RequestID is the record's requestId, else the invocation in progress
+	// when the event was received; empty when neither is known.
+	RequestID string
+	// Level is the log level of a JSON-format log record, when it has one.
+	Level string
+}
+
+// eventOverhead approximates the bytes an event costs beyond its record and
+// type: the struct, the timestamp and the enrichment added when it is sent.
+const eventOverhead = 96
+
+// Size is the number of bytes the event accounts for in the buffer.
+func (e Event) Size() int {
+	return len(e.Record) + len(e.Type) + len(e.RequestID) + len(e.Level) + eventOverhead
+}
