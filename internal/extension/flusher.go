@@ -1,0 +1,393 @@
+package extension
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/o2-extension/o2-extension/internal/telemetry"
+	"github.com/sirupsen/logrus"
+)
+
+// SendResult is what a Sender reports about one Send.
+type SendResult struct {
+	Sent       int    // records posted
+	Successful int    // records OpenObserve stored
+	Failed     int    // records OpenObserve rejected (not retried)
+	Missing    int    // records OpenObserve silently dropped
+	Error      string // OpenObserve's last per-record error
+	Requests   int    // HTTP requests, retries included
+	Bytes      int    // bytes on the wire
+}
+
+// Sender delivers one batch of events. It returns the events it could not
+// deliver, which the flusher puts back in the buffer. Errors that wrap
+// ErrRejected or ErrUnauthorized change what the flusher does next.
+type Sender interface {
+	Send(ctx context.Context, evs []telemetry.Event) (SendResult, []telemetry.Event, error)
+}
+
+var (
+	// ErrRejected marks a batch the backend refused as invalid (HTTP 400):
+	// sending it again cannot succeed, so it is dropped and counted.
+	ErrRejected = errors.New("extension: batch rejected as invalid")
+	// ErrUnauthorized marks refused credentials or an unknown organization:
+	// the data is kept and sending pauses for one flush interval.
+	ErrUnauthorized = errors.New("extension: credentials or organization refused")
+)
+
+// FlushStats counts what the flusher has done.
+type FlushStats struct {
+	Flushes          uint64 // drains started
+	Delivered        uint64 // records OpenObserve stored
+	Failed           uint64 // records OpenObserve rejected
+	Missing          uint64 // records OpenObserve silently dropped
+	Rejected         uint64 // records dropped after a 400
+	Requests         uint64
+	Bytes            uint64
+	SendErrors       uint64
+	DroppedRecords   uint64 // dropped from the full buffer (including put-backs that no longer fit)
+	DroppedBytes     uint64
+	ReportedDrops    uint64 // drop records sent to OpenObserve
+	LastError        string
+	LastErrorAtUnixS int64
+}
+
+// flushRequest asks for one drain of the buffer; done is closed when a drain
+// that started after the request was made has finished.
+type flushRequest struct {
+	ctx   context.Context
+	final bool
+	done  chan struct{}
+}
+
+// flusher owns every send: one goroutine drains the buffer, so the same
+// records are never in flight twice, and callers only ever wait on it with
+// their own deadline. A caller that stops waiting (end of an invocation's
+// flush budget) leaves the drain running: the sandbox freezes it and it
+// resumes at the next thaw, so nothing is cancelled half-sent.
+type flusher struct {
+	buf        *telemetry.Buffer
+	send       Sender
+	log        *logrus.Entry
+	batchCount int
+	batchBytes int
+	interval   time.Duration
+
+	reqs chan flushRequest
+	wake chan struct{}
+	quit chan struct{}
+	wg   sync.WaitGroup
+
+	continuous atomic.Bool
+	lastStart  atomic.Int64 // unix ns of the last drain's start
+
+	mu            sync.Mutex
+	stats         FlushStats
+	pausedUntil   time.Time
+	cancelCurrent context.CancelFunc
+	running       chan struct{} // closed when the drain in progress ends
+	reportedDrop  uint64        // buffer drops already reported
+	lastAuthLog   time.Time
+}
+
+func newFlusher(buf *telemetry.Buffer, send Sender, log *logrus.Entry, batchCount, batchBytes int, interval time.Duration) *flusher {
+	buf.SetBatch(batchCount, batchBytes)
+	return &flusher{
+		buf:        buf,
+		send:       send,
+		log:        log,
+		batchCount: batchCount,
+		batchBytes: batchBytes,
+		interval:   interval,
+		reqs:       make(chan flushRequest, 16),
+		wake:       make(chan struct{}, 1),
+		quit:       make(chan struct{}),
+	}
+}
+
+// start runs the flusher goroutine until stop.
+func (f *flusher) start(ctx context.Context) {
+	f.wg.Go(func() { f.run(ctx) })
+}
+
+// stop ends the goroutine, aborting a drain in progress, and waits for it.
+func (f *flusher) stop() {
+	close(f.quit)
+	f.mu.Lock()
+	if f.cancelCurrent != nil {
+		f.cancelCurrent()
+	}
+	f.mu.Unlock()
+	f.wg.Wait()
+}
+
+// setContinuous switches interval flushing while thawed on or off.
+func (f *flusher) setContinuous(on bool) {
+	if f.continuous.Swap(on) != on {
+		f.poke()
+	}
+}
+
+func (f *flusher) poke() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// kick asks for a drain in the background, without waiting for it.
+func (f *flusher) kick() {
+	select {
+	case f.reqs <- flushRequest{}:
+	default:
+		// A drain is already queued; it will take these events too.
+	}
+}
+
+// flush asks for a drain and waits for it until ctx ends. It reports whether
+// the drain finished in time (the data it could not send stays buffered).
+func (f *flusher) flush(ctx context.Context, final bool) bool {
+	r := flushRequest{ctx: ctx, final: final, done: make(chan struct{})}
+	select {
+	case f.reqs <- r:
+	case <-ctx.Done():
+		return false
+	}
+	select {
+	case <-r.done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// abortCurrent cancels the drain in progress, if any (used at SHUTDOWN when
+// a background drain is stuck on a slow backend).
+func (f *flusher) abortCurrent() {
+	f.mu.Lock()
+	if f.cancelCurrent != nil {
+		f.cancelCurrent()
+	}
+	f.mu.Unlock()
+}
+
+// current returns a channel closed when the drain in progress ends, or nil
+// when no drain is running.
+func (f *flusher) current() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.running == nil {
+		return nil
+	}
+	return f.running
+}
+
+// lastFlush is when the last drain started (zero if none).
+func (f *flusher) lastFlush() time.Time {
+	ns := f.lastStart.Load()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+func (f *flusher) run(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		// Interval flushing is decided from timestamps: a timer that was due
+		// while the sandbox was frozen fires once at thaw, finds the
+		// interval elapsed, and causes one drain, never a burst.
+		var tick <-chan time.Time
+		if f.continuous.Load() {
+			due := f.lastFlush().Add(f.interval)
+			timer.Reset(max(time.Until(due), 0))
+			tick = timer.C
+		}
+		select {
+		case <-f.quit:
+			return
+		case r := <-f.reqs:
+			batch := []flushRequest{r}
+			for more := true; more; {
+				select {
+				case r2 := <-f.reqs:
+					batch = append(batch, r2)
+				default:
+					more = false
+				}
+			}
+			final := false
+			dctx := ctx
+			for _, r := range batch {
+				if r.final {
+					final, dctx = true, r.ctx
+				}
+			}
+			f.drain(dctx, final)
+			for _, r := range batch {
+				if r.done != nil {
+					close(r.done)
+				}
+			}
+		case <-f.buf.Full():
+			f.drain(ctx, false)
+		case <-tick:
+			if time.Since(f.lastFlush()) >= f.interval {
+				f.drain(ctx, false)
+			}
+		case <-f.wake:
+		}
+	}
+}
+
+// drain sends batches until the buffer is empty, a send fails, or ctx ends.
+func (f *flusher) drain(ctx context.Context, final bool) {
+	now := time.Now()
+	// Recorded even when paused, so interval flushing waits a full interval
+	// before trying again instead of spinning.
+	f.lastStart.Store(now.UnixNano())
+	f.mu.Lock()
+	paused := now.Before(f.pausedUntil)
+	f.mu.Unlock()
+	if paused && !final {
+		return
+	}
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	running := make(chan struct{})
+	f.mu.Lock()
+	f.cancelCurrent = cancel
+	f.running = running
+	f.stats.Flushes++
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.cancelCurrent = nil
+		f.running = nil
+		f.mu.Unlock()
+		close(running)
+	}()
+
+	report := f.dropReport()
+	var failed, missing int
+	var lastErr string
+	for dctx.Err() == nil {
+		evs := f.buf.Take(f.batchCount, f.batchBytes)
+		if report != nil {
+			// The drop report rides with the first batch rather than going
+			// through the full buffer, where it would push out more data.
+			evs = append([]telemetry.Event{*report}, evs...)
+			report = nil
+		}
+		if len(evs) == 0 {
+			break
+		}
+		res, undelivered, err := f.send.Send(dctx, evs)
+		f.account(res)
+		failed += res.Failed
+		missing += res.Missing
+		if res.Error != "" {
+			lastErr = res.Error
+		}
+		if err != nil {
+			f.sendFailed(err, undelivered)
+			break
+		}
+	}
+	if failed > 0 || missing > 0 {
+		// One line per drain at most, never per batch.
+		f.log.WithFields(logrus.Fields{"failed": failed, "silently_dropped": missing, "openobserve_error": lastErr}).
+			Warn("OpenObserve did not store every record")
+	}
+}
+
+func (f *flusher) account(r SendResult) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stats.Delivered += uint64(r.Successful)
+	f.stats.Failed += uint64(r.Failed)
+	f.stats.Missing += uint64(r.Missing)
+	f.stats.Requests += uint64(r.Requests)
+	f.stats.Bytes += uint64(r.Bytes)
+}
+
+func (f *flusher) sendFailed(err error, undelivered []telemetry.Event) {
+	now := time.Now()
+	f.mu.Lock()
+	f.stats.SendErrors++
+	f.stats.LastError = err.Error()
+	f.stats.LastErrorAtUnixS = now.Unix()
+	f.mu.Unlock()
+	switch {
+	case errors.Is(err, ErrRejected):
+		// Sending the refused records again cannot succeed: drop and count.
+		f.mu.Lock()
+		f.stats.Rejected += uint64(len(undelivered))
+		f.mu.Unlock()
+		f.log.WithError(err).Error("OpenObserve refused a batch as invalid; it was dropped")
+	case errors.Is(err, ErrUnauthorized):
+		f.putBack(undelivered)
+		f.mu.Lock()
+		f.pausedUntil = now.Add(f.interval)
+		logIt := now.Sub(f.lastAuthLog) >= f.interval
+		if logIt {
+			f.lastAuthLog = now
+		}
+		f.mu.Unlock()
+		if logIt {
+			f.log.WithError(err).Error("OpenObserve refused the credentials or organization; data is kept while the buffer has room")
+		}
+	default:
+		f.putBack(undelivered)
+		f.log.WithError(err).Warn("sending to OpenObserve failed; data is kept for the next flush")
+	}
+}
+
+func (f *flusher) putBack(evs []telemetry.Event) {
+	if len(evs) > 0 {
+		f.buf.PutBack(evs)
+	}
+}
+
+// DroppedType is the type of the record that reports buffer drops.
+const DroppedType = "o2-extension.dropped"
+
+// dropReport logs buffer drops once per drain and returns a record saying
+// how much was lost, so the loss is visible in OpenObserve too; nil when
+// nothing new was dropped.
+func (f *flusher) dropReport() *telemetry.Event {
+	recs, bytes := f.buf.Dropped()
+	f.mu.Lock()
+	newRecs := recs - f.reportedDrop
+	if newRecs == 0 {
+		f.mu.Unlock()
+		return nil
+	}
+	f.reportedDrop = recs
+	f.stats.ReportedDrops++
+	f.mu.Unlock()
+	f.log.WithFields(logrus.Fields{"dropped_records": newRecs, "dropped_records_total": recs, "dropped_bytes_total": bytes}).
+		Warn("buffer full (O2_MAX_BUFFER_SIZE_MB): oldest records were dropped")
+	rec, _ := json.Marshal(map[string]any{
+		"droppedRecords":      newRecs,
+		"droppedRecordsTotal": recs,
+		"droppedBytesTotal":   bytes,
+		"reason":              "buffer full (O2_MAX_BUFFER_SIZE_MB)",
+	})
+	return &telemetry.Event{Time: time.Now(), Type: DroppedType, Record: rec}
+}
+
+// Stats returns a copy of the counters.
+func (f *flusher) Stats() FlushStats {
+	recs, bytes := f.buf.Dropped()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.stats
+	s.DroppedRecords, s.DroppedBytes = recs, bytes
+	return s
+}

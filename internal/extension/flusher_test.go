@@ -1,0 +1,277 @@
+package extension
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/o2-extension/o2-extension/internal/telemetry"
+	"github.com/sirupsen/logrus"
+)
+
+// fakeSender records batches; fail decides the outcome of the n-th call
+// (1-based); hold, when set, blocks every Send until it is closed.
+type fakeSender struct {
+	mu    sync.Mutex
+	calls int
+	got   []telemetry.Event
+	fail  func(n int) error
+	hold  chan struct{}
+}
+
+func (s *fakeSender) Send(ctx context.Context, evs []telemetry.Event) (SendResult, []telemetry.Event, error) {
+	if s.hold != nil {
+		select {
+		case <-s.hold:
+		case <-ctx.Done():
+			return SendResult{}, evs, ctx.Err()
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.fail != nil {
+		if err := s.fail(s.calls); err != nil {
+			return SendResult{Requests: 1}, evs, err
+		}
+	}
+	s.got = append(s.got, evs...)
+	return SendResult{Sent: len(evs), Successful: len(evs), Requests: 1}, nil, nil
+}
+
+func (s *fakeSender) snapshot() (calls int, got []telemetry.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls, append([]telemetry.Event(nil), s.got...)
+}
+
+func quietLog() *logrus.Entry {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return logrus.NewEntry(l)
+}
+
+func events(n int) []telemetry.Event {
+	out := make([]telemetry.Event, n)
+	for i := range out {
+		out[i] = telemetry.Event{Time: time.Unix(0, 0), Type: "function", Record: json.RawMessage(strconv.Quote("line " + strconv.Itoa(i)))}
+	}
+	return out
+}
+
+// checkOrder fails unless got is exactly events(n) in order.
+func checkOrder(t *testing.T, got []telemetry.Event, n int) {
+	t.Helper()
+	if len(got) != n {
+		t.Fatalf("delivered %d events, want %d", len(got), n)
+	}
+	for i, e := range got {
+		if want := strconv.Quote("line " + strconv.Itoa(i)); string(e.Record) != want {
+			t.Fatalf("event %d = %s, want %s", i, e.Record, want)
+		}
+	}
+}
+
+func newTestFlusher(t *testing.T, s Sender, bufBytes, batch int, interval time.Duration) (*flusher, *telemetry.Buffer) {
+	buf := telemetry.NewBuffer(bufBytes)
+	f := newFlusher(buf, s, quietLog(), batch, 1<<20, interval)
+	f.start(t.Context())
+	t.Cleanup(f.stop)
+	return f, buf
+}
+
+func TestFlushDrainsEverythingInBatches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &fakeSender{}
+		f, buf := newTestFlusher(t, s, 1<<20, 100, time.Hour)
+		buf.SetBatch(1000, 1<<30) // no full-batch sends: only the flush
+		buf.Add(events(250)...)
+		if !f.flush(t.Context(), false) {
+			t.Fatal("flush did not finish")
+		}
+		calls, got := s.snapshot()
+		if calls != 3 {
+			t.Errorf("sends = %d, want 3", calls)
+		}
+		checkOrder(t, got, 250)
+	})
+}
+
+func TestContinuousFlushesEveryIntervalOnly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &fakeSender{}
+		f, buf := newTestFlusher(t, s, 1<<20, 100, 5*time.Second)
+		f.setContinuous(true)
+		f.kick() // first flush at once: nothing to send yet
+		synctest.Wait()
+		buf.Add(events(1)...)
+		time.Sleep(4 * time.Second)
+		synctest.Wait()
+		if calls, _ := s.snapshot(); calls != 0 {
+			t.Fatalf("sent %d times before the interval elapsed", calls)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if calls, _ := s.snapshot(); calls != 1 {
+			t.Fatalf("sends after one interval = %d, want 1", calls)
+		}
+		// A quiet spell sends nothing: an interval with an empty buffer is
+		// not a request.
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		if calls, _ := s.snapshot(); calls != 1 {
+			t.Fatalf("sends after idle = %d, want 1", calls)
+		}
+		// After the quiet spell: one send within an interval, not a burst.
+		buf.Add(events(1)...)
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if calls, _ := s.snapshot(); calls != 2 {
+			t.Fatalf("sends after the quiet spell = %d, want exactly 2", calls)
+		}
+	})
+}
+
+func TestFullBatchIsSentWithoutAFlushCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &fakeSender{}
+		_, buf := newTestFlusher(t, s, 1<<20, 10, time.Hour)
+		buf.Add(events(9)...)
+		synctest.Wait()
+		if calls, _ := s.snapshot(); calls != 0 {
+			t.Fatalf("sent a partial batch: %d sends", calls)
+		}
+		buf.Add(events(1)...)
+		synctest.Wait()
+		if calls, got := s.snapshot(); calls != 1 || len(got) != 10 {
+			t.Fatalf("after a full batch: %d sends, %d events; want 1, 10", calls, len(got))
+		}
+	})
+}
+
+func TestSendErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		err           error
+		wantKept      int // events still buffered after the failing flush
+		wantRejected  uint64
+		retryImmedOK  bool // a second flush at once sends again
+		retryInterval bool // a flush one interval later sends again
+	}{
+		{"transient", fmt.Errorf("post: %w", context.DeadlineExceeded), 5, 0, true, true},
+		{"unauthorized", fmt.Errorf("401: %w", ErrUnauthorized), 5, 0, false, true},
+		{"rejected", fmt.Errorf("400: %w", ErrRejected), 0, 5, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := &fakeSender{fail: func(n int) error {
+					if n == 1 {
+						return tc.err
+					}
+					return nil
+				}}
+				f, buf := newTestFlusher(t, s, 1<<20, 100, 5*time.Second)
+				buf.Add(events(5)...)
+				f.flush(t.Context(), false)
+				if got := buf.Len(); got != tc.wantKept {
+					t.Fatalf("buffered after failure = %d, want %d", got, tc.wantKept)
+				}
+				if got := f.Stats().Rejected; got != tc.wantRejected {
+					t.Errorf("rejected = %d, want %d", got, tc.wantRejected)
+				}
+				f.flush(t.Context(), false)
+				calls, _ := s.snapshot()
+				if sentAgain := calls == 2; sentAgain != (tc.retryImmedOK && tc.wantKept > 0) {
+					t.Fatalf("immediate retry sent again = %v (calls %d)", sentAgain, calls)
+				}
+				time.Sleep(5 * time.Second)
+				f.flush(t.Context(), false)
+				_, got := s.snapshot()
+				if tc.retryInterval {
+					checkOrder(t, got, 5) // delivered once, in order
+				} else if len(got) != 0 {
+					t.Fatalf("rejected events were sent again: %d", len(got))
+				}
+			})
+		})
+	}
+}
+
+func TestFinalFlushIgnoresPause(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &fakeSender{fail: func(n int) error {
+			if n == 1 {
+				return ErrUnauthorized
+			}
+			return nil
+		}}
+		f, buf := newTestFlusher(t, s, 1<<20, 100, time.Minute)
+		buf.Add(events(3)...)
+		f.flush(t.Context(), false)
+		f.flush(t.Context(), true)
+		_, got := s.snapshot()
+		checkOrder(t, got, 3)
+	})
+}
+
+func TestFlushBudgetLeavesTheDrainRunning(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &fakeSender{hold: make(chan struct{})}
+		f, buf := newTestFlusher(t, s, 1<<20, 100, time.Hour)
+		buf.Add(events(4)...)
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		start := time.Now()
+		if f.flush(ctx, false) {
+			t.Fatal("flush reported done while the sender was held")
+		}
+		if waited := time.Since(start); waited != 2*time.Second {
+			t.Fatalf("waited %v, want the 2s budget", waited)
+		}
+		close(s.hold) // the backend answers after the caller moved on
+		synctest.Wait()
+		_, got := s.snapshot()
+		checkOrder(t, got, 4) // once: the drain was not cancelled and resent
+	})
+}
+
+func TestDropsAreReportedAsARecord(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &fakeSender{}
+		one := events(15)[14].Size() // the largest of them
+		f, buf := newTestFlusher(t, s, 10*one, 1000, time.Hour)
+		buf.SetBatch(1000, 1<<30)
+		buf.Add(events(15)...) // 5 oldest dropped
+		f.flush(t.Context(), false)
+		_, got := s.snapshot()
+		if len(got) == 0 || got[0].Type != DroppedType {
+			t.Fatalf("first record sent = %+v, want a %s record", got, DroppedType)
+		}
+		var rec struct{ DroppedRecords int }
+		if err := json.Unmarshal(got[0].Record, &rec); err != nil || rec.DroppedRecords != 5 {
+			t.Fatalf("drop record = %s (%v), want droppedRecords 5", got[0].Record, err)
+		}
+		if st := f.Stats(); st.DroppedRecords != 5 {
+			t.Errorf("stats dropped = %d, want 5", st.DroppedRecords)
+		}
+		// Reported once: a second flush adds no new drop record.
+		buf.Add(events(1)...)
+		f.flush(t.Context(), false)
+		_, got = s.snapshot()
+		n := 0
+		for _, e := range got {
+			if e.Type == DroppedType {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("drop records = %d, want 1", n)
+		}
+	})
+}

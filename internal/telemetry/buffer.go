@@ -1,0 +1,177 @@
+package telemetry
+
+import "sync"
+
+// Buffer is a FIFO of events bounded by bytes. When an event does not fit,
+// the oldest events are dropped to make room and the drop is counted: a busy
+// function must never grow the extension until Lambda kills it for memory.
+// It is safe for concurrent use.
+type Buffer struct {
+	mu    sync.Mutex
+	q     []Event // q[head:] are queued, oldest first
+	head  int
+	bytes int
+	max   int
+
+	droppedRecords uint64
+	droppedBytes   uint64
+
+	fullCount int
+	fullBytes int
+	full      chan struct{} // signalled when a batch's worth is queued
+}
+
+// NewBuffer returns a buffer holding at most maxBytes (as counted by
+// Event.Size).
+func NewBuffer(maxBytes int) *Buffer {
+	return &Buffer{max: maxBytes, full: make(chan struct{}, 1)}
+}
+
+// SetBatch tells the buffer what a full batch is, so that Full can signal
+// when one is ready to send.
+func (b *Buffer) SetBatch(count, bytes int) {
+	b.mu.Lock()
+	b.fullCount, b.fullBytes = count, bytes
+	b.mu.Unlock()
+}
+
+// Full is signalled (without blocking the producer) each time events are
+// added while at least a full batch is queued.
+func (b *Buffer) Full() <-chan struct{} { return b.full }
+
+// Add appends events, dropping the oldest queued ones when the bound would be
+// exceeded. An event larger than the whole bound is dropped itself.
+func (b *Buffer) Add(evs ...Event) {
+	b.mu.Lock()
+	for _, e := range evs {
+		size := e.Size()
+		if size > b.max {
+			b.droppedRecords++
+			b.droppedBytes += uint64(size)
+			continue
+		}
+		for b.bytes+size > b.max {
+			b.dropOldestLocked()
+		}
+		b.q = append(b.q, e)
+		b.bytes += size
+	}
+	ready := b.fullCount > 0 && (len(b.q)-b.head >= b.fullCount || (b.fullBytes > 0 && b.bytes >= b.fullBytes))
+	b.mu.Unlock()
+	if ready {
+		select {
+		case b.full <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (b *Buffer) dropOldestLocked() {
+	e := b.q[b.head]
+	size := e.Size()
+	b.q[b.head] = Event{}
+	b.head++
+	b.bytes -= size
+	b.droppedRecords++
+	b.droppedBytes += uint64(size)
+	b.compactLocked()
+}
+
+// compactLocked releases the consumed prefix of the slice once it dominates,
+// so a long-lived buffer does not keep a growing backing array.
+func (b *Buffer) compactLocked() {
+	n := len(b.q) - b.head
+	if n == 0 {
+		b.q, b.head = b.q[:0], 0
+		return
+	}
+	if b.head > 64 && b.head > n {
+		copy(b.q, b.q[b.head:])
+		clear(b.q[n:])
+		b.q, b.head = b.q[:n], 0
+	}
+}
+
+// Take removes and returns the oldest events: at most maxCount of them and at
+// most maxBytes in total, but always at least one when the buffer is not
+// empty, so a single oversize event can never stall the queue (the sender
+// splits it).
+func (b *Buffer) Take(maxCount, maxBytes int) []Event {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []Event
+	total := 0
+	for b.head < len(b.q) && len(out) < maxCount {
+		e := b.q[b.head]
+		size := e.Size()
+		if len(out) > 0 && total+size > maxBytes {
+			break
+		}
+		out = append(out, e)
+		total += size
+		b.q[b.head] = Event{}
+		b.head++
+		b.bytes -= size
+	}
+	b.compactLocked()
+	return out
+}
+
+// PutBack returns events that could not be delivered to the front of the
+// buffer, in their order, so they go out first next time. They are the
+// oldest data, so when there is not room for all of them the oldest of them
+// are dropped and counted. It reports how many were dropped.
+func (b *Buffer) PutBack(evs []Event) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	total := 0
+	for _, e := range evs {
+		total += e.Size()
+	}
+	dropped := 0
+	for len(evs) > 0 && b.bytes+total > b.max {
+		size := evs[0].Size()
+		total -= size
+		b.droppedRecords++
+		b.droppedBytes += uint64(size)
+		evs = evs[1:]
+		dropped++
+	}
+	if len(evs) == 0 {
+		return dropped
+	}
+	n := len(b.q) - b.head
+	if b.head >= len(evs) {
+		b.head -= len(evs)
+		copy(b.q[b.head:], evs)
+	} else {
+		q := make([]Event, 0, len(evs)+n)
+		q = append(q, evs...)
+		q = append(q, b.q[b.head:]...)
+		b.q, b.head = q, 0
+	}
+	b.bytes += total
+	return dropped
+}
+
+// Len is the number of queued events.
+func (b *Buffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.q) - b.head
+}
+
+// Bytes is the size of the queued events as counted against the bound.
+func (b *Buffer) Bytes() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.bytes
+}
+
+// Dropped reports how many records and bytes were dropped since the buffer
+// was made.
+func (b *Buffer) Dropped() (records, bytes uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.droppedRecords, b.droppedBytes
+}

@@ -1,0 +1,317 @@
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultMaxBody caps one Telemetry API request body. Lambda sends at most
+// about 2*maxBytes (2 MiB) per POST; anything past the cap is cut, what was
+// decoded before the cut is kept, and the cut is counted.
+const DefaultMaxBody = 8 << 20
+
+// ListenerOptions configure a Listener.
+type ListenerOptions struct {
+	// Addr is the host:port to bind, e.g. "127.0.0.1:0" for an OS-chosen port.
+	Addr string
+	// MaxBody caps a request body in bytes; 0 means DefaultMaxBody.
+	MaxBody int64
+	// Buffer receives every decoded event.
+	Buffer *Buffer
+	// OnEvent, if set, sees every decoded event (in arrival order, on the
+	// decoding goroutine) just after its batch was buffered. It must not
+	// block or keep the pointer.
+	OnEvent func(*Event)
+	// Now, if set, replaces time.Now for events whose time cannot be read.
+	Now func() time.Time
+}
+
+// ListenerStats counts what the listener has received.
+type ListenerStats struct {
+	Requests  uint64 // POSTs received
+	Events    uint64 // events decoded and buffered
+	Malformed uint64 // events (or bodies) skipped because they could not be decoded
+	Truncated uint64 // bodies cut at the size cap
+	// LambdaDroppedRecords and LambdaDroppedBytes add up the
+	// platform.logsDropped events: records Lambda itself dropped before
+	// delivering them to us.
+	LambdaDroppedRecords uint64
+	LambdaDroppedBytes   uint64
+}
+
+// Listener is the HTTP endpoint the Telemetry API posts event batches to.
+// It answers every POST with 200 as soon as the body is read and decodes on
+// its own goroutine, so Lambda never waits on the extension. It never logs
+// per request or per event: its own output would come back to it as
+// "extension" events and feed itself forever.
+type Listener struct {
+	o      ListenerOptions
+	ln     net.Listener
+	srv    *http.Server
+	bodies chan []byte
+	done   chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
+
+	currentRequest string // decoding goroutine only
+
+	requests, events, malformed, truncated atomic.Uint64
+	lambdaDropRecords, lambdaDropBytes     atomic.Uint64
+}
+
+// Listen binds the address synchronously (so a bind error is reported at
+// once, not lost in a goroutine) and starts serving in the background.
+// Close stops it.
+func Listen(o ListenerOptions) (*Listener, error) {
+	if o.MaxBody <= 0 {
+		o.MaxBody = DefaultMaxBody
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry listener: %w", err)
+	}
+	l := &Listener{
+		o:      o,
+		ln:     ln,
+		bodies: make(chan []byte, 16),
+		done:   make(chan struct{}),
+	}
+	l.srv = &http.Server{
+		Handler:           l,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+	}
+	l.wg.Go(func() {
+		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			// Serve only fails if the listener breaks; nothing to do but stop.
+			_ = err
+		}
+	})
+	l.wg.Go(l.decodeLoop)
+	return l, nil
+}
+
+// Addr is the bound address.
+func (l *Listener) Addr() *net.TCPAddr { return l.ln.Addr().(*net.TCPAddr) }
+
+// ServeHTTP reads one batch, queues it for decoding and answers 200.
+func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	l.requests.Add(1)
+	body, err := io.ReadAll(io.LimitReader(r.Body, l.o.MaxBody+1))
+	if int64(len(body)) > l.o.MaxBody {
+		body = body[:l.o.MaxBody]
+		l.truncated.Add(1)
+	} else if err != nil && len(body) == 0 {
+		// The connection broke before anything arrived; Lambda retries.
+		http.Error(w, "read error", http.StatusBadRequest)
+		return
+	}
+	select {
+	case l.bodies <- body:
+	case <-l.done:
+	case <-r.Context().Done():
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (l *Listener) decodeLoop() {
+	for {
+		select {
+		case b := <-l.bodies:
+			l.decode(b)
+		case <-l.done:
+			// Decode whatever was accepted before Close.
+			for {
+				select {
+				case b := <-l.bodies:
+					l.decode(b)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// wireEvent is one element of a Telemetry API batch.
+type wireEvent struct {
+	Time   string          `json:"time"`
+	Type   string          `json:"type"`
+	Record json.RawMessage `json:"record"`
+}
+
+// recordFields are the fields of an object record the listener reads.
+type recordFields struct {
+	RequestID json.RawMessage `json:"requestId"`
+	Level     json.RawMessage `json:"level"`
+}
+
+// dropFields are the counters of a platform.logsDropped record.
+type dropFields struct {
+	DroppedRecords json.Number `json:"droppedRecords"`
+	DroppedBytes   json.Number `json:"droppedBytes"`
+}
+
+// decode turns one body into events. The body is read element by element so
+// that one bad event costs only itself: a truncated array keeps everything
+// before the cut, an element of the wrong shape is skipped and counted.
+func (l *Listener) decode(body []byte) {
+	evs := DecodeBatch(body, l.o.Now, &l.currentRequest, func() { l.malformed.Add(1) })
+	if len(evs) == 0 {
+		return
+	}
+	l.events.Add(uint64(len(evs)))
+	// Buffer first, observe second: whoever wakes on platform.runtimeDone
+	// must find every event that came before it already buffered.
+	if l.o.Buffer != nil {
+		l.o.Buffer.Add(evs...)
+	}
+	for i := range evs {
+		e := &evs[i]
+		if e.Type == "platform.logsDropped" {
+			l.countLambdaDrop(e.Record)
+		}
+		if l.o.OnEvent != nil {
+			l.o.OnEvent(e)
+		}
+	}
+}
+
+// countLambdaDrop adds up what Lambda reports it dropped before delivery.
+func (l *Listener) countLambdaDrop(record []byte) {
+	var f dropFields
+	if json.Unmarshal(record, &f) != nil {
+		return
+	}
+	if n, err := f.DroppedRecords.Int64(); err == nil && n > 0 {
+		l.lambdaDropRecords.Add(uint64(n))
+	}
+	if n, err := f.DroppedBytes.Int64(); err == nil && n > 0 {
+		l.lambdaDropBytes.Add(uint64(n))
+	}
+}
+
+// DecodeBatch decodes a Telemetry API body into events, skipping (and
+// reporting through malformed) what cannot be decoded. current carries the
+// request id of the invocation in progress across batches: it is set by
+// platform.start and used for records that carry no requestId.
+func DecodeBatch(body []byte, now func() time.Time, current *string, malformed func()) []Event {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	tok, err := dec.Token()
+	if err != nil {
+		malformed()
+		return nil
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		malformed()
+		return nil
+	}
+	var out []Event
+	for dec.More() {
+		var w wireEvent
+		if err := dec.Decode(&w); err != nil {
+			var typeErr *json.UnmarshalTypeError
+			if errors.As(err, &typeErr) {
+				// The element was well-formed JSON of the wrong shape: the
+				// decoder has consumed it, so carry on with the next one.
+				malformed()
+				continue
+			}
+			// Syntax error or truncation: nothing after this point can be
+			// trusted.
+			malformed()
+			return out
+		}
+		e, ok := makeEvent(w, now, current)
+		if !ok {
+			malformed()
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func makeEvent(w wireEvent, now func() time.Time, current *string) (Event, bool) {
+	if w.Type == "" || len(w.Record) == 0 {
+		return Event{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, w.Time)
+	if err != nil {
+		// Keep the event: its content matters more than its exact time.
+		t = now()
+	}
+	e := Event{Time: t, Type: w.Type, Record: w.Record}
+	if w.Record[0] == '{' {
+		var f recordFields
+		if json.Unmarshal(w.Record, &f) == nil {
+			e.RequestID = jsonString(f.RequestID)
+			e.Level = jsonString(f.Level)
+		}
+	}
+	switch {
+	case w.Type == "platform.start" && e.RequestID != "":
+		*current = e.RequestID
+	case e.RequestID == "" && (w.Type == "function" || w.Type == "extension"):
+		e.RequestID = *current
+	}
+	return e, true
+}
+
+// jsonString returns the value of a raw JSON string, or "" for anything else.
+func jsonString(raw json.RawMessage) string {
+	if len(raw) < 2 || raw[0] != '"' {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return ""
+	}
+	return s
+}
+
+// Stats reports the listener's counters.
+func (l *Listener) Stats() ListenerStats {
+	return ListenerStats{
+		Requests:             l.requests.Load(),
+		Events:               l.events.Load(),
+		Malformed:            l.malformed.Load(),
+		Truncated:            l.truncated.Load(),
+		LambdaDroppedRecords: l.lambdaDropRecords.Load(),
+		LambdaDroppedBytes:   l.lambdaDropBytes.Load(),
+	}
+}
+
+// Close stops accepting requests, decodes what was already accepted and
+// returns when every goroutine of the listener has finished or ctx ends.
+// It is safe to call more than once.
+func (l *Listener) Close(ctx context.Context) error {
+	var err error
+	l.once.Do(func() {
+		err = l.srv.Shutdown(ctx)
+		if err != nil {
+			l.srv.Close()
+		}
+		close(l.done)
+	})
+	l.wg.Wait()
+	return err
+}
