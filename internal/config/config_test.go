@@ -1,0 +1,969 @@
+package config_test
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/o2-extension/o2-extension/internal/config"
+)
+
+// validAuth is a well-formed Basic value that decodes to "email:password".
+var validAuth = "Basic " + base64.StdEncoding.EncodeToString([]byte("dev@example.com:ingest-token"))
+
+// getenv turns a map into the getenv func Load takes.
+func getenv(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// withRequired returns the two required variables plus extra.
+func withRequired(extra map[string]string) map[string]string {
+	m := map[string]string{"O2_ORGANIZATION_ID": "acme", "O2_AUTHORIZATION_HEADER": validAuth}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return m
+}
+
+// loadedDefault is what Load returns for withRequired(nil).
+func loadedDefault() config.Config {
+	c := config.Default()
+	c.Organization = "acme"
+	c.Authorization = validAuth
+	return c
+}
+
+// problems splits a joined error into its messages.
+func problems(err error) []string {
+	if err == nil {
+		return nil
+	}
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []string{err.Error()}
+	}
+	var out []string
+	for _, e := range j.Unwrap() {
+		out = append(out, e.Error())
+	}
+	return out
+}
+
+func TestDefault(t *testing.T) {
+	want := config.Config{
+		Endpoint:               "https://api.openobserve.ai",
+		Stream:                 "default",
+		BatchSize:              100,
+		MaxBatchBytes:          4194304,
+		MaxRecordBytes:         262144,
+		FlushInterval:          5 * time.Second,
+		MaxBufferBytes:         10 << 20,
+		RequestTimeout:         30 * time.Second,
+		MaxRetries:             3,
+		InitialRetryDelay:      time.Second,
+		MaxRetryDelay:          30 * time.Second,
+		LogLevel:               "info",
+		FlushStrategy:          config.StrategyAuto,
+		HighFrequencyThreshold: 10,
+		RateWindow:             5 * time.Minute,
+		LongRunning:            30 * time.Second,
+		FlushBudget:            2 * time.Second,
+		TenantReport:           true,
+		TenantMessage:          "customer-memory-report",
+		TenantField:            "customerId",
+		TenantEMFNamespace:     "CustomerMemoryReport",
+		TenantEMFMetric:        "CustomerMemoryUsage",
+		TenantEMFDimension:     "CustomerId",
+	}
+	if got := config.Default(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Default() =\n%+v\nwant\n%+v", got, want)
+	}
+
+	// Only the two required settings are missing from the defaults.
+	got := problems(config.Default().Validate())
+	wantProblems := []string{"O2_ORGANIZATION_ID is required", "O2_AUTHORIZATION_HEADER is required"}
+	if len(got) != len(wantProblems) {
+		t.Fatalf("Default().Validate() = %q, want %d problems", got, len(wantProblems))
+	}
+	for i, w := range wantProblems {
+		if !strings.HasPrefix(got[i], w) {
+			t.Errorf("problem %d = %q, want prefix %q", i, got[i], w)
+		}
+	}
+
+	// Empty or blank variables mean the default.
+	blank := withRequired(nil)
+	for _, v := range config.Variables() {
+		if _, ok := blank[v.Name]; !ok {
+			blank[v.Name] = "  \t"
+		}
+	}
+	for _, env := range []map[string]string{withRequired(nil), blank} {
+		c, err := config.Load(getenv(env))
+		if err != nil {
+			t.Fatalf("Load(required only) error: %v", err)
+		}
+		if !reflect.DeepEqual(c, loadedDefault()) {
+			t.Errorf("Load(required only) =\n%+v\nwant\n%+v", c, loadedDefault())
+		}
+	}
+}
+
+func TestLoadParsesEachVariable(t *testing.T) {
+	tests := []struct {
+		name  string
+		env   map[string]string
+		apply func(c *config.Config)
+	}{
+		{"endpoint", map[string]string{"O2_ENDPOINT": "https://o2.example.com:5080"},
+			func(c *config.Config) { c.Endpoint = "https://o2.example.com:5080" }},
+		{"endpoint trailing slashes trimmed", map[string]string{"O2_ENDPOINT": " http://localhost:5080// "},
+			func(c *config.Config) { c.Endpoint = "http://localhost:5080" }},
+		{"endpoint with base path", map[string]string{"O2_ENDPOINT": "https://example.com/openobserve/"},
+			func(c *config.Config) { c.Endpoint = "https://example.com/openobserve" }},
+		{"organization trimmed", map[string]string{"O2_ORGANIZATION_ID": "  my org  "},
+			func(c *config.Config) { c.Organization = "my org" }},
+		{"stream", map[string]string{"O2_STREAM": "lambda_logs"},
+			func(c *config.Config) { c.Stream = "lambda_logs" }},
+		{"authorization trimmed", map[string]string{"O2_AUTHORIZATION_HEADER": "  " + validAuth + "\n"},
+			func(c *config.Config) { c.Authorization = validAuth }},
+		{"batch size", map[string]string{"O2_BATCH_SIZE": "500"},
+			func(c *config.Config) { c.BatchSize = 500 }},
+		{"batch size bounds", map[string]string{"O2_BATCH_SIZE": "10000", "O2_MAX_RETRIES": "0"},
+			func(c *config.Config) { c.BatchSize = 10000; c.MaxRetries = 0 }},
+		{"max batch bytes", map[string]string{"O2_MAX_BATCH_BYTES": "1048576"},
+			func(c *config.Config) { c.MaxBatchBytes = 1 << 20 }},
+		{"max record bytes", map[string]string{"O2_MAX_RECORD_BYTES": "1024"},
+			func(c *config.Config) { c.MaxRecordBytes = 1024 }},
+		{"record bytes default follows a smaller batch bound", map[string]string{"O2_MAX_BATCH_BYTES": "65536"},
+			func(c *config.Config) { c.MaxBatchBytes = 65536; c.MaxRecordBytes = 65536 }},
+		{"flush interval", map[string]string{"O2_FLUSH_INTERVAL_MS": "250"},
+			func(c *config.Config) { c.FlushInterval = 250 * time.Millisecond }},
+		{"max buffer size", map[string]string{"O2_MAX_BUFFER_SIZE_MB": "64"},
+			func(c *config.Config) { c.MaxBufferBytes = 64 << 20 }},
+		{"request timeout", map[string]string{"O2_REQUEST_TIMEOUT_MS": "1500"},
+			func(c *config.Config) { c.RequestTimeout = 1500 * time.Millisecond }},
+		{"max retries", map[string]string{"O2_MAX_RETRIES": "10"},
+			func(c *config.Config) { c.MaxRetries = 10 }},
+		{"retry delays", map[string]string{"O2_INITIAL_RETRY_DELAY_MS": "200", "O2_MAX_RETRY_DELAY_MS": "200"},
+			func(c *config.Config) {
+				c.InitialRetryDelay = 200 * time.Millisecond
+				c.MaxRetryDelay = 200 * time.Millisecond
+			}},
+		{"initial delay default follows a smaller max", map[string]string{"O2_MAX_RETRY_DELAY_MS": "500"},
+			func(c *config.Config) {
+				c.InitialRetryDelay = 500 * time.Millisecond
+				c.MaxRetryDelay = 500 * time.Millisecond
+			}},
+		{"log level lower-cased", map[string]string{"O2_LOG_LEVEL": "DEBUG"},
+			func(c *config.Config) { c.LogLevel = "debug" }},
+		{"log level warning is warn", map[string]string{"O2_LOG_LEVEL": "Warning"},
+			func(c *config.Config) { c.LogLevel = "warn" }},
+		{"log level trace", map[string]string{"O2_LOG_LEVEL": "trace"},
+			func(c *config.Config) { c.LogLevel = "trace" }},
+		{"listener port", map[string]string{"O2_LISTENER_PORT": "4243"},
+			func(c *config.Config) { c.ListenerPort = 4243 }},
+		{"listener port bounds", map[string]string{"O2_LISTENER_PORT": "65535"},
+			func(c *config.Config) { c.ListenerPort = 65535 }},
+		{"flush strategy case-insensitive", map[string]string{"O2_FLUSH_STRATEGY": "Continuous"},
+			func(c *config.Config) { c.FlushStrategy = config.StrategyContinuous }},
+		{"flush strategy end", map[string]string{"O2_FLUSH_STRATEGY": "end"},
+			func(c *config.Config) { c.FlushStrategy = config.StrategyEnd }},
+		{"flush strategy periodic", map[string]string{"O2_FLUSH_STRATEGY": "PERIODIC"},
+			func(c *config.Config) { c.FlushStrategy = config.StrategyPeriodic }},
+		{"high frequency threshold", map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "2.5"},
+			func(c *config.Config) { c.HighFrequencyThreshold = 2.5 }},
+		{"rate window", map[string]string{"O2_RATE_WINDOW_MS": "60000"},
+			func(c *config.Config) { c.RateWindow = time.Minute }},
+		{"long running", map[string]string{"O2_LONG_RUNNING_MS": "900000"},
+			func(c *config.Config) { c.LongRunning = 15 * time.Minute }},
+		{"flush budget", map[string]string{"O2_FLUSH_BUDGET_MS": "50"},
+			func(c *config.Config) { c.FlushBudget = 50 * time.Millisecond }},
+		{"fields", map[string]string{"O2_FIELDS": " env = prod , team=core,Build_2=a=b, ,"},
+			func(c *config.Config) { c.Fields = map[string]string{"env": "prod", "team": "core", "Build_2": "a=b"} }},
+		{"fields empty value", map[string]string{"O2_FIELDS": "env="},
+			func(c *config.Config) { c.Fields = map[string]string{"env": ""} }},
+		{"fields only commas", map[string]string{"O2_FIELDS": ",,"},
+			func(c *config.Config) {}},
+		{"tenant report off", map[string]string{"O2_TENANT_REPORT": "off"},
+			func(c *config.Config) { c.TenantReport = false }},
+		{"tenant report 0", map[string]string{"O2_TENANT_REPORT": "0"},
+			func(c *config.Config) { c.TenantReport = false }},
+		{"tenant report NO", map[string]string{"O2_TENANT_REPORT": "NO"},
+			func(c *config.Config) { c.TenantReport = false }},
+		{"tenant report false", map[string]string{"O2_TENANT_REPORT": "False"},
+			func(c *config.Config) { c.TenantReport = false }},
+		{"tenant message", map[string]string{"O2_TENANT_MESSAGE": "mem"},
+			func(c *config.Config) { c.TenantMessage = "mem" }},
+		{"tenant field", map[string]string{"O2_TENANT_FIELD": "tenant"},
+			func(c *config.Config) { c.TenantField = "tenant" }},
+		{"tenant stream", map[string]string{"O2_TENANT_STREAM": "tenants"},
+			func(c *config.Config) { c.TenantStream = "tenants" }},
+		{"tenant emf yes", map[string]string{"O2_TENANT_EMF": "yes"},
+			func(c *config.Config) { c.TenantEMF = true }},
+		{"tenant emf on", map[string]string{"O2_TENANT_EMF": "ON"},
+			func(c *config.Config) { c.TenantEMF = true }},
+		{"tenant emf 1", map[string]string{"O2_TENANT_EMF": "1"},
+			func(c *config.Config) { c.TenantEMF = true }},
+		{"tenant emf true", map[string]string{"O2_TENANT_EMF": "true"},
+			func(c *config.Config) { c.TenantEMF = true }},
+		{"tenant emf names", map[string]string{
+			"O2_TENANT_EMF_NAMESPACE": "NS", "O2_TENANT_EMF_METRIC": "Mem", "O2_TENANT_EMF_DIMENSION": "Tenant"},
+			func(c *config.Config) {
+				c.TenantEMFNamespace, c.TenantEMFMetric, c.TenantEMFDimension = "NS", "Mem", "Tenant"
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := loadedDefault()
+			tt.apply(&want)
+			got, err := config.Load(getenv(withRequired(tt.env)))
+			if err != nil {
+				t.Fatalf("Load error: %v", err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("Load =\n%+v\nwant\n%+v", got, want)
+			}
+			if err := got.Validate(); err != nil {
+				t.Errorf("Validate() of the loaded config: %v", err)
+			}
+		})
+	}
+}
+
+// allSet sets every variable to a valid value different from its default.
+var allSet = map[string]string{
+	"O2_ENDPOINT":                 "http://127.0.0.1:5080",
+	"O2_ORGANIZATION_ID":          "org1",
+	"O2_STREAM":                   "logs",
+	"O2_AUTHORIZATION_HEADER":     "Basic b3BzQGV4YW1wbGUuY29tOm90aGVy", // ops@example.com:other
+	"O2_BATCH_SIZE":               "7",
+	"O2_MAX_BATCH_BYTES":          "131072",
+	"O2_MAX_RECORD_BYTES":         "2048",
+	"O2_FLUSH_INTERVAL_MS":        "1000",
+	"O2_MAX_BUFFER_SIZE_MB":       "2",
+	"O2_REQUEST_TIMEOUT_MS":       "700",
+	"O2_MAX_RETRIES":              "1",
+	"O2_INITIAL_RETRY_DELAY_MS":   "20",
+	"O2_MAX_RETRY_DELAY_MS":       "40",
+	"O2_LOG_LEVEL":                "error",
+	"O2_LISTENER_PORT":            "7070",
+	"O2_FLUSH_STRATEGY":           "periodic",
+	"O2_HIGH_FREQUENCY_THRESHOLD": "30",
+	"O2_RATE_WINDOW_MS":           "20000",
+	"O2_LONG_RUNNING_MS":          "5000",
+	"O2_FLUSH_BUDGET_MS":          "300",
+	"O2_FIELDS":                   "env=test",
+	"O2_TENANT_REPORT":            "false",
+	"O2_TENANT_MESSAGE":           "m",
+	"O2_TENANT_FIELD":             "f",
+	"O2_TENANT_STREAM":            "s",
+	"O2_TENANT_EMF":               "true",
+	"O2_TENANT_EMF_NAMESPACE":     "n",
+	"O2_TENANT_EMF_METRIC":        "x",
+	"O2_TENANT_EMF_DIMENSION":     "d",
+}
+
+// TestEveryVariableIsRead proves that Variables() and Load cover every
+// Config field: each variable set in allSet changes a different field.
+func TestEveryVariableIsRead(t *testing.T) {
+	vars := config.Variables()
+	fields := reflect.TypeFor[config.Config]().NumField()
+	if len(vars) != fields || len(allSet) != fields {
+		t.Fatalf("Variables() has %d entries, allSet %d, Config %d fields", len(vars), len(allSet), fields)
+	}
+	for _, v := range vars {
+		if _, ok := allSet[v.Name]; !ok {
+			t.Errorf("variable %s is not in the test's env map", v.Name)
+		}
+		if v.Description == "" {
+			t.Errorf("variable %s has no description", v.Name)
+		}
+	}
+
+	got, err := config.Load(getenv(allSet))
+	if err != nil {
+		t.Fatalf("Load(allSet) error: %v", err)
+	}
+	gv, dv := reflect.ValueOf(got), reflect.ValueOf(config.Default())
+	for i := range fields {
+		if reflect.DeepEqual(gv.Field(i).Interface(), dv.Field(i).Interface()) {
+			t.Errorf("field %s kept its default: no variable set it", gv.Type().Field(i).Name)
+		}
+	}
+
+	// Each variable alone changes its own field only, except that a smaller
+	// maximum also lowers the default that depends on it.
+	for _, v := range vars {
+		t.Run(v.Name, func(t *testing.T) {
+			c, err := config.Load(getenv(withRequired(map[string]string{v.Name: allSet[v.Name]})))
+			if err != nil {
+				t.Fatalf("Load error: %v", err)
+			}
+			cv, lv := reflect.ValueOf(c), reflect.ValueOf(loadedDefault())
+			var changed []string
+			for i := range fields {
+				if !reflect.DeepEqual(cv.Field(i).Interface(), lv.Field(i).Interface()) {
+					changed = append(changed, cv.Type().Field(i).Name)
+				}
+			}
+			want := 1
+			if v.Name == "O2_MAX_BATCH_BYTES" || v.Name == "O2_MAX_RETRY_DELAY_MS" {
+				want = 2
+			}
+			if len(changed) != want {
+				t.Errorf("%s changed fields %v, want %d", v.Name, changed, want)
+			}
+		})
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string // substrings of the single problem; the first is its prefix
+		n    int      // number of problems if not 1
+		// apply holds the values that were accepted; a refused one keeps its default.
+		apply func(c *config.Config)
+	}{
+		{name: "endpoint scheme", env: map[string]string{"O2_ENDPOINT": "ftp://files.example.com"},
+			want: []string{`O2_ENDPOINT: "ftp://files.example.com" is not an absolute http:// or https:// URL with a host`}},
+		{name: "endpoint without scheme", env: map[string]string{"O2_ENDPOINT": "api.openobserve.ai"},
+			want: []string{"O2_ENDPOINT:", "http:// or https://", "api.openobserve.ai"}},
+		{name: "endpoint without host", env: map[string]string{"O2_ENDPOINT": "https://"},
+			want: []string{"O2_ENDPOINT:", "with a host"}},
+		{name: "endpoint unparsable", env: map[string]string{"O2_ENDPOINT": "http://[::1"},
+			want: []string{"O2_ENDPOINT:", "http:// or https://"}},
+		{name: "endpoint query", env: map[string]string{"O2_ENDPOINT": "https://o2.example.com?x=1"},
+			want: []string{"O2_ENDPOINT:", "must not have a query or fragment"}},
+		{name: "endpoint fragment", env: map[string]string{"O2_ENDPOINT": "https://o2.example.com/#x"},
+			want: []string{"O2_ENDPOINT:", "must not have a query or fragment"}},
+		{name: "endpoint credentials", env: map[string]string{"O2_ENDPOINT": "https://bob:hunter2@o2.example.com"},
+			want: []string{"O2_ENDPOINT:", "must not contain credentials", "O2_AUTHORIZATION_HEADER", "xxxxx@o2.example.com"}},
+		{name: "organization missing", env: map[string]string{"O2_ORGANIZATION_ID": ""},
+			want: []string{"O2_ORGANIZATION_ID is required"}},
+		{name: "organization blank", env: map[string]string{"O2_ORGANIZATION_ID": "  \t "},
+			want: []string{"O2_ORGANIZATION_ID is required"}},
+		{name: "authorization missing", env: map[string]string{"O2_AUTHORIZATION_HEADER": ""},
+			want: []string{"O2_AUTHORIZATION_HEADER is required", "'<scheme> <credentials>'"}},
+		{name: "batch size not a number", env: map[string]string{"O2_BATCH_SIZE": "abc"},
+			want: []string{`O2_BATCH_SIZE: "abc" is not a whole number (allowed 1..10000)`}},
+		{name: "batch size fraction", env: map[string]string{"O2_BATCH_SIZE": "1.5"},
+			want: []string{`O2_BATCH_SIZE: "1.5" is not a whole number (allowed 1..10000)`}},
+		{name: "batch size zero", env: map[string]string{"O2_BATCH_SIZE": "0"},
+			want: []string{"O2_BATCH_SIZE: 0 is out of range (allowed 1..10000)"}},
+		{name: "batch size too big", env: map[string]string{"O2_BATCH_SIZE": "10001"},
+			want: []string{"O2_BATCH_SIZE: 10001 is out of range (allowed 1..10000)"}},
+		{name: "batch size overflow", env: map[string]string{"O2_BATCH_SIZE": "99999999999999999999"},
+			want: []string{`O2_BATCH_SIZE: "99999999999999999999" is out of range (allowed 1..10000)`}},
+		{name: "max batch bytes low", env: map[string]string{"O2_MAX_BATCH_BYTES": "65535"},
+			want: []string{"O2_MAX_BATCH_BYTES: 65535 is out of range (allowed 65536..67108864 bytes)"}},
+		{name: "max batch bytes high", env: map[string]string{"O2_MAX_BATCH_BYTES": "67108865"},
+			want: []string{"O2_MAX_BATCH_BYTES: 67108865 is out of range (allowed 65536..67108864 bytes)"}},
+		{name: "max batch bytes with unit", env: map[string]string{"O2_MAX_BATCH_BYTES": "4MiB"},
+			want: []string{`O2_MAX_BATCH_BYTES: "4MiB" is not a whole number (allowed 65536..67108864 bytes)`}},
+		{name: "max record bytes low", env: map[string]string{"O2_MAX_RECORD_BYTES": "1023"},
+			want: []string{"O2_MAX_RECORD_BYTES: 1023 is out of range (allowed 1024..67108864 bytes)"}},
+		{name: "max record bytes above batch bytes",
+			env:   map[string]string{"O2_MAX_BATCH_BYTES": "65536", "O2_MAX_RECORD_BYTES": "131072"},
+			want:  []string{"O2_MAX_RECORD_BYTES: 131072 is larger than O2_MAX_BATCH_BYTES (65536)"},
+			apply: func(c *config.Config) { c.MaxBatchBytes = 65536; c.MaxRecordBytes = 65536 }},
+		{name: "flush interval low", env: map[string]string{"O2_FLUSH_INTERVAL_MS": "99"},
+			want: []string{"O2_FLUSH_INTERVAL_MS: 99 is out of range (allowed 100..600000)"}},
+		{name: "flush interval high", env: map[string]string{"O2_FLUSH_INTERVAL_MS": "600001"},
+			want: []string{"O2_FLUSH_INTERVAL_MS: 600001 is out of range (allowed 100..600000)"}},
+		{name: "flush interval with unit", env: map[string]string{"O2_FLUSH_INTERVAL_MS": "5s"},
+			want: []string{`O2_FLUSH_INTERVAL_MS: "5s" is not a whole number of milliseconds (allowed 100..600000)`}},
+		{name: "buffer size zero", env: map[string]string{"O2_MAX_BUFFER_SIZE_MB": "0"},
+			want: []string{"O2_MAX_BUFFER_SIZE_MB: 0 is out of range (allowed 1..1024)"}},
+		{name: "buffer size high", env: map[string]string{"O2_MAX_BUFFER_SIZE_MB": "1025"},
+			want: []string{"O2_MAX_BUFFER_SIZE_MB: 1025 is out of range (allowed 1..1024)"}},
+		{name: "buffer size fraction", env: map[string]string{"O2_MAX_BUFFER_SIZE_MB": "0.5"},
+			want: []string{`O2_MAX_BUFFER_SIZE_MB: "0.5" is not a whole number (allowed 1..1024)`}},
+		{name: "request timeout low", env: map[string]string{"O2_REQUEST_TIMEOUT_MS": "99"},
+			want: []string{"O2_REQUEST_TIMEOUT_MS: 99 is out of range (allowed 100..300000)"}},
+		{name: "request timeout high", env: map[string]string{"O2_REQUEST_TIMEOUT_MS": "300001"},
+			want: []string{"O2_REQUEST_TIMEOUT_MS: 300001 is out of range (allowed 100..300000)"}},
+		{name: "retries negative", env: map[string]string{"O2_MAX_RETRIES": "-1"},
+			want: []string{"O2_MAX_RETRIES: -1 is out of range (allowed 0..10)"}},
+		{name: "retries high", env: map[string]string{"O2_MAX_RETRIES": "11"},
+			want: []string{"O2_MAX_RETRIES: 11 is out of range (allowed 0..10)"}},
+		{name: "retries not a number", env: map[string]string{"O2_MAX_RETRIES": "three"},
+			want: []string{`O2_MAX_RETRIES: "three" is not a whole number (allowed 0..10)`}},
+		{name: "initial delay low", env: map[string]string{"O2_INITIAL_RETRY_DELAY_MS": "9"},
+			want: []string{"O2_INITIAL_RETRY_DELAY_MS: 9 is out of range (allowed 10..60000)"}},
+		{name: "initial delay high", env: map[string]string{"O2_INITIAL_RETRY_DELAY_MS": "60001"},
+			want: []string{"O2_INITIAL_RETRY_DELAY_MS: 60001 is out of range (allowed 10..60000)"}},
+		{name: "initial delay above max",
+			env:  map[string]string{"O2_INITIAL_RETRY_DELAY_MS": "5000", "O2_MAX_RETRY_DELAY_MS": "500"},
+			want: []string{"O2_INITIAL_RETRY_DELAY_MS: 5000 is larger than O2_MAX_RETRY_DELAY_MS (500)"},
+			apply: func(c *config.Config) {
+				c.MaxRetryDelay = 500 * time.Millisecond
+				c.InitialRetryDelay = 500 * time.Millisecond
+			}},
+		{name: "max delay low", env: map[string]string{"O2_MAX_RETRY_DELAY_MS": "9"},
+			want: []string{"O2_MAX_RETRY_DELAY_MS: 9 is out of range (allowed 10..300000)"}},
+		{name: "max delay high", env: map[string]string{"O2_MAX_RETRY_DELAY_MS": "300001"},
+			want: []string{"O2_MAX_RETRY_DELAY_MS: 300001 is out of range (allowed 10..300000)"}},
+		{name: "log level", env: map[string]string{"O2_LOG_LEVEL": "verbose"},
+			want: []string{`O2_LOG_LEVEL: "verbose" is not a log level (allowed trace, debug, info, warn, error)`}},
+		{name: "port privileged", env: map[string]string{"O2_LISTENER_PORT": "80"},
+			want: []string{"O2_LISTENER_PORT: 80 is out of range (allowed 0 or 1024..65535, except 9001)"}},
+		{name: "port runtime api", env: map[string]string{"O2_LISTENER_PORT": "9001"},
+			want: []string{"O2_LISTENER_PORT: 9001 is reserved by the Lambda Runtime API (allowed 0 or 1024..65535, except 9001)"}},
+		{name: "port high", env: map[string]string{"O2_LISTENER_PORT": "65536"},
+			want: []string{"O2_LISTENER_PORT: 65536 is out of range (allowed 0 or 1024..65535, except 9001)"}},
+		{name: "port negative", env: map[string]string{"O2_LISTENER_PORT": "-1"},
+			want: []string{"O2_LISTENER_PORT: -1 is out of range"}},
+		{name: "port not a number", env: map[string]string{"O2_LISTENER_PORT": "http"},
+			want: []string{`O2_LISTENER_PORT: "http" is not a whole number (allowed 0 or 1024..65535, except 9001)`}},
+		{name: "strategy", env: map[string]string{"O2_FLUSH_STRATEGY": "sometimes"},
+			want: []string{`O2_FLUSH_STRATEGY: "sometimes" is not a flush strategy (allowed auto, end, continuous, periodic)`}},
+		{name: "threshold zero", env: map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "0"},
+			want: []string{"O2_HIGH_FREQUENCY_THRESHOLD: 0 is out of range (allowed >0..100000)"}},
+		{name: "threshold negative", env: map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "-3"},
+			want: []string{"O2_HIGH_FREQUENCY_THRESHOLD: -3 is out of range (allowed >0..100000)"}},
+		{name: "threshold high", env: map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "100000.5"},
+			want: []string{"O2_HIGH_FREQUENCY_THRESHOLD: 100000.5 is out of range (allowed >0..100000)"}},
+		{name: "threshold NaN", env: map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "NaN"},
+			want: []string{`O2_HIGH_FREQUENCY_THRESHOLD: "NaN" is not a number (allowed >0..100000)`}},
+		{name: "threshold Inf", env: map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "+Inf"},
+			want: []string{`O2_HIGH_FREQUENCY_THRESHOLD: "+Inf" is not a number (allowed >0..100000)`}},
+		{name: "threshold overflow", env: map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "1e400"},
+			want: []string{`O2_HIGH_FREQUENCY_THRESHOLD: "1e400" is out of range (allowed >0..100000)`}},
+		{name: "threshold words", env: map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "many"},
+			want: []string{`O2_HIGH_FREQUENCY_THRESHOLD: "many" is not a number (allowed >0..100000)`}},
+		{name: "rate window low", env: map[string]string{"O2_RATE_WINDOW_MS": "9999"},
+			want: []string{"O2_RATE_WINDOW_MS: 9999 is out of range (allowed 10000..3600000)"}},
+		{name: "rate window high", env: map[string]string{"O2_RATE_WINDOW_MS": "3600001"},
+			want: []string{"O2_RATE_WINDOW_MS: 3600001 is out of range (allowed 10000..3600000)"}},
+		{name: "long running low", env: map[string]string{"O2_LONG_RUNNING_MS": "999"},
+			want: []string{"O2_LONG_RUNNING_MS: 999 is out of range (allowed 1000..900000)"}},
+		{name: "long running high", env: map[string]string{"O2_LONG_RUNNING_MS": "900001"},
+			want: []string{"O2_LONG_RUNNING_MS: 900001 is out of range (allowed 1000..900000)"}},
+		{name: "flush budget low", env: map[string]string{"O2_FLUSH_BUDGET_MS": "49"},
+			want: []string{"O2_FLUSH_BUDGET_MS: 49 is out of range (allowed 50..60000)"}},
+		{name: "flush budget high", env: map[string]string{"O2_FLUSH_BUDGET_MS": "60001"},
+			want: []string{"O2_FLUSH_BUDGET_MS: 60001 is out of range (allowed 50..60000)"}},
+		{name: "fields without =", env: map[string]string{"O2_FIELDS": "env=prod,team"},
+			want: []string{`O2_FIELDS: entry "team" is not key=value`}},
+		{name: "fields empty key", env: map[string]string{"O2_FIELDS": "=prod"},
+			want: []string{"O2_FIELDS: a key is empty"}},
+		{name: "fields bad key", env: map[string]string{"O2_FIELDS": "app-name=x"},
+			want: []string{`O2_FIELDS: key "app-name" may contain only letters, digits and '_'`}},
+		{name: "fields key with space", env: map[string]string{"O2_FIELDS": "app name=x"},
+			want: []string{`O2_FIELDS: key "app name" may contain only letters, digits and '_'`}},
+		{name: "fields unicode key", env: map[string]string{"O2_FIELDS": "héllo=x"},
+			want: []string{`O2_FIELDS: key "héllo" may contain only`}},
+		{name: "fields reserved key", env: map[string]string{"O2_FIELDS": "type=x"},
+			want: []string{`O2_FIELDS: key "type" is reserved (reserved: _timestamp, type, record, requestId, level, function_name, function_version, region, memory_size_mb)`}},
+		{name: "fields reserved key other case", env: map[string]string{"O2_FIELDS": "RequestID=x"},
+			want: []string{`O2_FIELDS: key "RequestID" is reserved`}},
+		{name: "fields reserved _timestamp", env: map[string]string{"O2_FIELDS": "_timestamp=1"},
+			want: []string{`O2_FIELDS: key "_timestamp" is reserved`}},
+		{name: "fields duplicate", env: map[string]string{"O2_FIELDS": "env=a,env=b"},
+			want: []string{`O2_FIELDS: key "env" is given twice`}},
+		{name: "fields same after lower-casing", env: map[string]string{"O2_FIELDS": "Env=a,env=b"},
+			want: []string{`O2_FIELDS: keys "Env" and "env" name the same field`}},
+		{name: "fields every bad entry reported", env: map[string]string{"O2_FIELDS": "a-b=1,level=2,ok=3"}, n: 2,
+			want: []string{"O2_FIELDS:"}},
+		{name: "fields bad keys reported with bad entries", env: map[string]string{"O2_FIELDS": "x,type=1,ok=3,ok=4"}, n: 3,
+			want: []string{"O2_FIELDS:"}},
+		{name: "tenant report", env: map[string]string{"O2_TENANT_REPORT": "maybe"},
+			want: []string{`O2_TENANT_REPORT: "maybe" is not a boolean (allowed true/false, 1/0, yes/no, on/off)`}},
+		{name: "tenant emf", env: map[string]string{"O2_TENANT_EMF": "2"},
+			want: []string{`O2_TENANT_EMF: "2" is not a boolean`}},
+		{name: "long value cut", env: map[string]string{"O2_BATCH_SIZE": strings.Repeat("9x", 100)},
+			want: []string{`O2_BATCH_SIZE: "` + strings.Repeat("9x", 32) + `…" is not a whole number`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := config.Load(getenv(withRequired(tt.env)))
+			ps := problems(err)
+			n := tt.n
+			if n == 0 {
+				n = 1
+			}
+			if len(ps) != n {
+				t.Fatalf("Load problems = %q, want %d", ps, n)
+			}
+			for _, p := range ps {
+				if !strings.HasPrefix(p, tt.want[0]) && n == 1 {
+					t.Errorf("problem = %q, want prefix %q", p, tt.want[0])
+				}
+				for _, w := range tt.want[1:] {
+					if !strings.Contains(p, w) {
+						t.Errorf("problem = %q, want it to contain %q", p, w)
+					}
+				}
+				if p != strings.TrimSpace(p) || strings.Contains(p, "\n") {
+					t.Errorf("problem %q is not one trimmed line", p)
+				}
+			}
+			if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "bob") {
+				t.Errorf("endpoint credentials leaked: %q", err)
+			}
+			want := loadedDefault()
+			if v, ok := tt.env["O2_ORGANIZATION_ID"]; ok {
+				want.Organization = strings.TrimSpace(v)
+			}
+			if v, ok := tt.env["O2_AUTHORIZATION_HEADER"]; ok {
+				want.Authorization = v
+			}
+			if tt.apply != nil {
+				tt.apply(&want)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("Load config =\n%+v\nwant (bad values at their default)\n%+v", got, want)
+			}
+		})
+	}
+}
+
+func TestLoadReportsEveryProblem(t *testing.T) {
+	env := map[string]string{
+		"O2_ENDPOINT":           "not a url",
+		"O2_BATCH_SIZE":         "abc",
+		"O2_MAX_RETRIES":        "99",
+		"O2_LOG_LEVEL":          "loud",
+		"O2_LISTENER_PORT":      "9001",
+		"O2_FIELDS":             "type=x",
+		"O2_MAX_RETRY_DELAY_MS": "100",
+		// explicit and above the (valid) max: a cross-field problem
+		"O2_INITIAL_RETRY_DELAY_MS": "200",
+	}
+	c, err := config.Load(getenv(env))
+	ps := problems(err)
+	wantPrefixes := []string{
+		"O2_ENDPOINT:", "O2_BATCH_SIZE:", "O2_MAX_RETRIES:", "O2_LOG_LEVEL:", "O2_LISTENER_PORT:", "O2_FIELDS:",
+		"O2_ORGANIZATION_ID is required", "O2_AUTHORIZATION_HEADER is required", "O2_INITIAL_RETRY_DELAY_MS:",
+	}
+	if len(ps) != len(wantPrefixes) {
+		t.Fatalf("got %d problems %q, want %d", len(ps), ps, len(wantPrefixes))
+	}
+	for i, w := range wantPrefixes {
+		if !strings.HasPrefix(ps[i], w) {
+			t.Errorf("problem %d = %q, want prefix %q", i, ps[i], w)
+		}
+	}
+	// The config built alongside keeps defaults where values were refused
+	// and is consistent, so a fail-open extension can still print it.
+	if c.BatchSize != 100 || c.LogLevel != "info" || c.ListenerPort != 0 || c.Fields != nil {
+		t.Errorf("refused values did not keep their defaults: %+v", c)
+	}
+	if c.MaxRetryDelay != 100*time.Millisecond || c.InitialRetryDelay != 100*time.Millisecond {
+		t.Errorf("retry delays = %v..%v, want 100ms..100ms", c.InitialRetryDelay, c.MaxRetryDelay)
+	}
+	// Validate of the same config sees only what is still missing.
+	if vs := problems(c.Validate()); len(vs) != 2 {
+		t.Errorf("Validate() after Load = %q, want the two required problems", vs)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(c *config.Config)
+		want   []string // prefixes, in order; nil means valid
+	}{
+		{"loaded default", func(c *config.Config) {}, nil},
+		{"log level must be stored lower-case", func(c *config.Config) { c.LogLevel = "INFO" },
+			[]string{`O2_LOG_LEVEL: "INFO" is not a log level`}},
+		{"strategy must be canonical", func(c *config.Config) { c.FlushStrategy = "Auto" },
+			[]string{`O2_FLUSH_STRATEGY: "Auto" is not a flush strategy`}},
+		{"empty endpoint", func(c *config.Config) { c.Endpoint = "" },
+			[]string{"O2_ENDPOINT must not be empty"}},
+		{"empty stream", func(c *config.Config) { c.Stream = " " },
+			[]string{"O2_STREAM must not be empty"}},
+		{"empty tenant names", func(c *config.Config) {
+			c.TenantMessage, c.TenantField, c.TenantEMFNamespace, c.TenantEMFMetric, c.TenantEMFDimension = "", "", "", "", ""
+		}, []string{"O2_TENANT_MESSAGE must not be empty", "O2_TENANT_FIELD must not be empty",
+			"O2_TENANT_EMF_NAMESPACE must not be empty", "O2_TENANT_EMF_METRIC must not be empty",
+			"O2_TENANT_EMF_DIMENSION must not be empty"}},
+		{"fractional buffer", func(c *config.Config) { c.MaxBufferBytes = 512 << 10 },
+			[]string{"O2_MAX_BUFFER_SIZE_MB: 0.5 is out of range (allowed 1..1024)"}},
+		{"sub-millisecond interval", func(c *config.Config) { c.FlushInterval = 99500 * time.Microsecond },
+			[]string{"O2_FLUSH_INTERVAL_MS: 99.5 is out of range (allowed 100..600000)"}},
+		{"NaN threshold", func(c *config.Config) { c.HighFrequencyThreshold = nan() },
+			[]string{"O2_HIGH_FREQUENCY_THRESHOLD: NaN is out of range"}},
+		{"port", func(c *config.Config) { c.ListenerPort = 1023 },
+			[]string{"O2_LISTENER_PORT: 1023 is out of range"}},
+		{"bad fields", func(c *config.Config) { c.Fields = map[string]string{"": "x", "a.b": "y", "level": "z", "ok": "1"} },
+			[]string{"O2_FIELDS: a key is empty", `O2_FIELDS: key "a.b"`, `O2_FIELDS: key "level" is reserved`}},
+		{"cross-field", func(c *config.Config) {
+			c.MaxRecordBytes = c.MaxBatchBytes + 1
+			c.InitialRetryDelay = c.MaxRetryDelay + time.Millisecond
+		}, []string{"O2_MAX_RECORD_BYTES: 4194305 is larger than O2_MAX_BATCH_BYTES (4194304)",
+			"O2_INITIAL_RETRY_DELAY_MS: 30001 is larger than O2_MAX_RETRY_DELAY_MS (30000)"}},
+		{"authorization without scheme", func(c *config.Config) { c.Authorization = "dXNlcjpwYXNz" },
+			[]string{"O2_AUTHORIZATION_HEADER must be '<scheme> <credentials>', e.g. 'Basic <base64"}},
+		{"authorization scheme only", func(c *config.Config) { c.Authorization = "Basic " },
+			[]string{"O2_AUTHORIZATION_HEADER must be '<scheme> <credentials>'"}},
+		{"authorization leading space", func(c *config.Config) { c.Authorization = " Basic abc" },
+			[]string{"O2_AUTHORIZATION_HEADER must be '<scheme> <credentials>'"}},
+		{"authorization line break", func(c *config.Config) { c.Authorization = validAuth + "\r\nX-Injected: 1" },
+			[]string{"O2_AUTHORIZATION_HEADER must not contain line breaks (CR or LF)"}},
+		{"authorization bare LF", func(c *config.Config) { c.Authorization = "Basic a\nb" },
+			[]string{"O2_AUTHORIZATION_HEADER must not contain line breaks"}},
+		{"authorization NUL", func(c *config.Config) { c.Authorization = "Basic a\x00b" },
+			[]string{"O2_AUTHORIZATION_HEADER must not contain control characters"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := loadedDefault()
+			tt.mutate(&c)
+			got := problems(c.Validate())
+			if len(got) != len(tt.want) {
+				t.Fatalf("Validate() = %q, want %d problems", got, len(tt.want))
+			}
+			for i, w := range tt.want {
+				if !strings.HasPrefix(got[i], w) {
+					t.Errorf("problem %d = %q, want prefix %q", i, got[i], w)
+				}
+			}
+		})
+	}
+}
+
+func nan() float64 {
+	zero := 0.0
+	return zero / zero
+}
+
+func TestLoadAuthorizationProblems(t *testing.T) {
+	tests := []struct {
+		name, value, want string
+	}{
+		{"no scheme", "dXNlcjpwYXNz", "O2_AUTHORIZATION_HEADER must be '<scheme> <credentials>'"},
+		{"scheme only", "Basic", "O2_AUTHORIZATION_HEADER must be '<scheme> <credentials>'"},
+		{"header injection", validAuth + "\r\nX-Evil: 1", "O2_AUTHORIZATION_HEADER must not contain line breaks"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := config.Load(getenv(withRequired(map[string]string{"O2_AUTHORIZATION_HEADER": tt.value})))
+			ps := problems(err)
+			if len(ps) != 1 || !strings.HasPrefix(ps[0], tt.want) {
+				t.Fatalf("problems = %q, want one starting %q", ps, tt.want)
+			}
+			// A refused value must not be kept, let alone sent.
+			if c.Authorization != "" {
+				t.Errorf("Authorization kept after refusal (len %d)", len(c.Authorization))
+			}
+		})
+	}
+}
+
+// TestSecretNeverLeaks feeds a distinctive secret through every path that
+// produces text and checks that neither it, its base64 form nor its parts
+// come out.
+func TestSecretNeverLeaks(t *testing.T) {
+	const password = "Zq7-SECRET-pw-4471"
+	const user = "leak.check@example.com"
+	decoded := user + ":" + password
+	b64 := base64.StdEncoding.EncodeToString([]byte(decoded))
+	noColon := base64.StdEncoding.EncodeToString([]byte(password))
+	secrets := []string{password, user, decoded, b64, noColon, b64[:20]}
+
+	values := []string{
+		"Basic " + b64,                       // valid
+		b64,                                  // no scheme
+		b64 + " trailing",                    // first word is the secret itself
+		"Basic " + b64 + "\r\nX-Evil: 1",     // header injection
+		"Basic " + b64 + "\x00",              // control character
+		"basic " + b64,                       // wrong case
+		"Bearer " + b64,                      // enterprise only
+		"Token " + b64,                       // other scheme
+		"Basic " + decoded,                   // not base64
+		"Basic " + noColon,                   // base64 without a colon
+		"Basic",                              // scheme only
+		password,                             // bare password
+		"Basic " + b64 + " " + password,      // extra words
+		"Basic\t" + b64,                      // tab instead of space
+		"X" + strings.Repeat(b64, 5) + " Hi", // long first word
+	}
+	for i, v := range values {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			env := withRequired(map[string]string{
+				"O2_AUTHORIZATION_HEADER": v,
+				"O2_BATCH_SIZE":           "abc", // another problem alongside
+				"O2_ENDPOINT":             "http://" + user + ":" + password + "@o2.example.com",
+			})
+			c, err := config.Load(getenv(env))
+			if err == nil {
+				t.Fatalf("value %d: Load gave no error", i)
+			}
+			raw := config.Default()
+			raw.Organization = "acme"
+			raw.Authorization = v
+			raw.Endpoint = "http://" + b64 + "@o2.example.com"
+			var texts []string
+			texts = append(texts, err.Error())
+			for _, cfg := range []config.Config{c, raw} {
+				if e := cfg.Validate(); e != nil {
+					texts = append(texts, e.Error())
+				}
+				texts = append(texts, cfg.Redacted()...)
+				texts = append(texts, cfg.Warnings()...)
+				texts = append(texts, cfg.AuthScheme())
+			}
+			all := strings.Join(texts, "\n")
+			for _, s := range secrets {
+				if strings.Contains(all, s) {
+					t.Errorf("value %d: secret %q leaked in:\n%s", i, s, all)
+				}
+			}
+		})
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	c := loadedDefault()
+	c.Authorization = "Basic " + strings.Repeat("A", 40)
+	c.Fields = map[string]string{"team": "core", "env": "prod"}
+	c.TenantMessage = "two\nlines"
+	want := []string{
+		"O2_ENDPOINT=https://api.openobserve.ai",
+		"O2_ORGANIZATION_ID=acme",
+		"O2_STREAM=default",
+		"O2_AUTHORIZATION_HEADER=Basic <redacted, 40 chars>",
+		"O2_BATCH_SIZE=100",
+		"O2_MAX_BATCH_BYTES=4194304",
+		"O2_MAX_RECORD_BYTES=262144",
+		"O2_FLUSH_INTERVAL_MS=5000",
+		"O2_MAX_BUFFER_SIZE_MB=10",
+		"O2_REQUEST_TIMEOUT_MS=30000",
+		"O2_MAX_RETRIES=3",
+		"O2_INITIAL_RETRY_DELAY_MS=1000",
+		"O2_MAX_RETRY_DELAY_MS=30000",
+		"O2_LOG_LEVEL=info",
+		"O2_LISTENER_PORT=0",
+		"O2_FLUSH_STRATEGY=auto",
+		"O2_HIGH_FREQUENCY_THRESHOLD=10",
+		"O2_RATE_WINDOW_MS=300000",
+		"O2_LONG_RUNNING_MS=30000",
+		"O2_FLUSH_BUDGET_MS=2000",
+		"O2_FIELDS=env=prod,team=core",
+		"O2_TENANT_REPORT=true",
+		`O2_TENANT_MESSAGE="two\nlines"`,
+		"O2_TENANT_FIELD=customerId",
+		"O2_TENANT_STREAM=",
+		"O2_TENANT_EMF=false",
+		"O2_TENANT_EMF_NAMESPACE=CustomerMemoryReport",
+		"O2_TENANT_EMF_METRIC=CustomerMemoryUsage",
+		"O2_TENANT_EMF_DIMENSION=CustomerId",
+	}
+	if got := c.Redacted(); !slices.Equal(got, want) {
+		t.Errorf("Redacted() =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	auth := []struct{ value, want string }{
+		{"", "O2_AUTHORIZATION_HEADER=<unset>"},
+		{"Bearer abc.def", "O2_AUTHORIZATION_HEADER=Bearer <redacted, 7 chars>"},
+		{"Custom abc", "O2_AUTHORIZATION_HEADER=<redacted, 10 chars>"},
+		{"abcdef", "O2_AUTHORIZATION_HEADER=<redacted, 6 chars>"},
+	}
+	for _, tt := range auth {
+		t.Run(tt.want, func(t *testing.T) {
+			c := loadedDefault()
+			c.Authorization = tt.value
+			if got := c.Redacted()[3]; got != tt.want {
+				t.Errorf("Redacted()[3] = %q, want %q", got, tt.want)
+			}
+		})
+	}
+
+	// Redacted and Variables list the same names in the same order.
+	vars := config.Variables()
+	for i, line := range c.Redacted() {
+		if name, _, _ := strings.Cut(line, "="); name != vars[i].Name {
+			t.Errorf("Redacted()[%d] is %s, Variables()[%d] is %s", i, name, i, vars[i].Name)
+		}
+	}
+}
+
+func TestVariablesDefaults(t *testing.T) {
+	d := config.Default()
+	lines := d.Redacted()
+	seen := map[string]bool{}
+	for i, v := range config.Variables() {
+		if seen[v.Name] || !strings.HasPrefix(v.Name, "O2_") {
+			t.Errorf("bad or duplicate name %q", v.Name)
+		}
+		seen[v.Name] = true
+		want := strings.TrimPrefix(lines[i], v.Name+"=")
+		if v.Name == "O2_AUTHORIZATION_HEADER" {
+			want = ""
+		}
+		if v.Default != want {
+			t.Errorf("%s default = %q, want %q", v.Name, v.Default, want)
+		}
+	}
+	// Loading each documented default gives Default() back.
+	env := withRequired(nil)
+	for _, v := range config.Variables() {
+		if v.Default != "" {
+			env[v.Name] = v.Default
+		}
+	}
+	if c, err := config.Load(getenv(env)); err != nil || !reflect.DeepEqual(c, loadedDefault()) {
+		t.Errorf("Load(documented defaults) = %+v, %v", c, err)
+	}
+}
+
+func TestURLs(t *testing.T) {
+	tests := []struct {
+		endpoint, org, stream string
+		ingest, health        string
+	}{
+		{"https://api.openobserve.ai", "acme", "default",
+			"https://api.openobserve.ai/api/acme/default/_json", "https://api.openobserve.ai/healthz"},
+		{"http://localhost:5080/", "my org", "a#b",
+			"http://localhost:5080/api/my%20org/a%23b/_json", "http://localhost:5080/healthz"},
+		{"https://example.com/o2", "a/b", "c?d",
+			"https://example.com/o2/api/a%2Fb/c%3Fd/_json", "https://example.com/o2/healthz"},
+		{"https://example.com", "日志", "ストリーム",
+			"https://example.com/api/%E6%97%A5%E5%BF%97/%E3%82%B9%E3%83%88%E3%83%AA%E3%83%BC%E3%83%A0/_json", "https://example.com/healthz"},
+		{"https://example.com", "50%", "x",
+			"https://example.com/api/50%25/x/_json", "https://example.com/healthz"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.ingest, func(t *testing.T) {
+			c := loadedDefault()
+			c.Endpoint, c.Organization, c.Stream = tt.endpoint, tt.org, tt.stream
+			if got := c.IngestURL(); got != tt.ingest {
+				t.Errorf("IngestURL() = %q, want %q", got, tt.ingest)
+			}
+			if got := c.HealthURL(); got != tt.health {
+				t.Errorf("HealthURL() = %q, want %q", got, tt.health)
+			}
+		})
+	}
+
+	// Through Load: the trailing slash is trimmed and names are escaped.
+	c, err := config.Load(getenv(withRequired(map[string]string{
+		"O2_ENDPOINT": "http://127.0.0.1:5080/", "O2_ORGANIZATION_ID": "team one", "O2_STREAM": "x/y",
+	})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.IngestURL(), "http://127.0.0.1:5080/api/team%20one/x%2Fy/_json"; got != want {
+		t.Errorf("IngestURL() = %q, want %q", got, want)
+	}
+}
+
+func TestAuthSchemeAndInsecure(t *testing.T) {
+	schemes := []struct{ value, want string }{
+		{"", ""},
+		{validAuth, "Basic"},
+		{"Bearer tok", "Bearer"},
+		{"basic abc", "basic"},
+		{"Token abc", "Token"},
+		{"Weird abc", "custom"},
+		{"abc", ""},
+		{"Basic ", ""},
+		{"Ba/sic abc", ""},
+	}
+	for _, tt := range schemes {
+		t.Run("scheme "+tt.value, func(t *testing.T) {
+			c := config.Config{Authorization: tt.value}
+			if got := c.AuthScheme(); got != tt.want {
+				t.Errorf("AuthScheme() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	insecure := []struct {
+		endpoint string
+		want     bool
+	}{
+		{"http://localhost:5080", true},
+		{"HTTP://LOCALHOST", true},
+		{"https://api.openobserve.ai", false},
+		{"", false},
+		{"http", false},
+	}
+	for _, tt := range insecure {
+		t.Run("insecure "+tt.endpoint, func(t *testing.T) {
+			if got := (config.Config{Endpoint: tt.endpoint}).Insecure(); got != tt.want {
+				t.Errorf("Insecure() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(c *config.Config)
+		want   []string // prefixes, in order; nil means none
+	}{
+		{"defaults", func(c *config.Config) {}, nil},
+		{"plain http", func(c *config.Config) { c.Endpoint = "http://localhost:5080" },
+			[]string{"O2_ENDPOINT uses plain http://: credentials travel unencrypted"}},
+		{"endpoint with api path", func(c *config.Config) { c.Endpoint = "https://example.com/api/acme" },
+			[]string{"O2_ENDPOINT should be the server's base URL"}},
+		{"endpoint ending in api", func(c *config.Config) { c.Endpoint = "https://example.com/api" },
+			[]string{"O2_ENDPOINT should be the server's base URL"}},
+		{"endpoint with base path", func(c *config.Config) { c.Endpoint = "https://example.com/apis" }, nil},
+		{"bearer", func(c *config.Config) { c.Authorization = "Bearer abc" },
+			[]string{"O2_AUTHORIZATION_HEADER uses the Bearer scheme, which only enterprise and cloud builds"}},
+		{"other scheme", func(c *config.Config) { c.Authorization = "Token abc" },
+			[]string{"O2_AUTHORIZATION_HEADER uses a scheme other than Basic or Bearer"}},
+		{"lower-case basic", func(c *config.Config) { c.Authorization = "basic" + strings.TrimPrefix(validAuth, "Basic") },
+			[]string{"O2_AUTHORIZATION_HEADER: OpenObserve expects the scheme spelled exactly 'Basic'"}},
+		{"basic not base64", func(c *config.Config) { c.Authorization = "Basic user:pass" },
+			[]string{"O2_AUTHORIZATION_HEADER: the Basic credentials are not valid base64"}},
+		{"basic without colon", func(c *config.Config) {
+			c.Authorization = "Basic " + base64.StdEncoding.EncodeToString([]byte("token-only"))
+		}, []string{"O2_AUTHORIZATION_HEADER: the Basic credentials do not decode to 'email:password'"}},
+		{"stream renamed", func(c *config.Config) { c.Stream = "My-App logs" },
+			[]string{`O2_STREAM: OpenObserve stores stream "My-App logs" as "my_app_logs"`}},
+		{"tenant stream renamed", func(c *config.Config) { c.TenantStream = "Tenants" },
+			[]string{`O2_TENANT_STREAM: OpenObserve stores stream "Tenants" as "tenants"`}},
+		{"buffer below batch", func(c *config.Config) { c.MaxBufferBytes = 1 << 20 },
+			[]string{"O2_MAX_BUFFER_SIZE_MB (1 MiB) is smaller than O2_MAX_BATCH_BYTES (4194304 bytes)"}},
+		{"port 8080", func(c *config.Config) { c.ListenerPort = 8080 },
+			[]string{"O2_LISTENER_PORT 8080 is used by many other extensions"}},
+		{"flush budget at typical", func(c *config.Config) { c.FlushBudget = 5 * time.Second }, nil},
+		{"flush budget large", func(c *config.Config) { c.FlushBudget = 8 * time.Second },
+			[]string{"O2_FLUSH_BUDGET_MS: 8000 is larger than typical (at most 5000)"}},
+		{"several at once", func(c *config.Config) {
+			c.Endpoint = "http://localhost"
+			c.Authorization = "Bearer x"
+			c.FlushBudget = time.Minute
+		}, []string{"O2_ENDPOINT uses plain http://", "O2_AUTHORIZATION_HEADER uses the Bearer scheme", "O2_FLUSH_BUDGET_MS:"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := loadedDefault()
+			tt.mutate(&c)
+			got := c.Warnings()
+			if len(got) != len(tt.want) {
+				t.Fatalf("Warnings() = %q, want %d", got, len(tt.want))
+			}
+			for i, w := range tt.want {
+				if !strings.HasPrefix(got[i], w) {
+					t.Errorf("warning %d = %q, want prefix %q", i, got[i], w)
+				}
+			}
+			// Warnings are never errors.
+			if err := c.Validate(); err != nil {
+				t.Errorf("Validate() = %v, want nil for a warning-only config", err)
+			}
+		})
+	}
+}
+
+// TestLoadErrorIsJoined checks the error can be unwrapped per problem.
+func TestLoadErrorIsJoined(t *testing.T) {
+	_, err := config.Load(getenv(map[string]string{}))
+	var j interface{ Unwrap() []error }
+	if !errors.As(err, &j) || len(j.Unwrap()) != 2 {
+		t.Fatalf("Load(empty env) error %v is not a join of 2 problems", err)
+	}
+}
