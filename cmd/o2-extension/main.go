@@ -1,15 +1,95 @@
 // Command o2-extension is an AWS Lambda extension that ships a function's logs
 // and the platform's telemetry to OpenObserve.
+//
+// Without arguments it runs as a Lambda extension. With --health-check it
+// validates the configuration and checks that OpenObserve can be reached and
+// accepts the credentials.
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/pflag"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
 func main() {
-	fmt.Fprintln(os.Stderr, "o2-extension", version)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			if ee.msg != "" {
+				fmt.Fprintln(os.Stderr, "o2-extension:", ee.msg)
+			}
+			os.Exit(ee.code)
+		}
+		fmt.Fprintln(os.Stderr, "o2-extension:", err)
+		os.Exit(1)
+	}
+}
+
+// exitError asks main to exit with a code, printing msg if there is one.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d: %s", e.code, e.msg) }
+
+// run is the whole program, with its environment passed in so tests can run
+// it in-process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := pflag.NewFlagSet("o2-extension", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard) // we print usage ourselves, once
+	healthCheck := fs.Bool("health-check", false, "validate the configuration and check that OpenObserve accepts it, then exit")
+	sendTest := fs.Bool("send-test-record", false, "with --health-check: also write one real record to the stream")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	help := fs.BoolP("help", "h", false, "print this help and exit")
+	err := fs.Parse(args)
+	if err == nil && fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "o2-extension: %v\n\n", err)
+		usage(stderr, fs)
+		return exitError{code: 2}
+	}
+	switch {
+	case *help:
+		usage(stdout, fs)
+		return nil
+	case *showVersion:
+		fmt.Fprintln(stdout, "o2-extension", version)
+		return nil
+	case *sendTest && !*healthCheck:
+		fmt.Fprintln(stderr, "o2-extension: --send-test-record goes with --health-check")
+		return exitError{code: 2}
+	case *healthCheck:
+		return runHealthCheck(ctx, getenv, stdout, *sendTest)
+	}
+	return runExtension(ctx, getenv, stdout)
+}
+
+func usage(w io.Writer, fs *pflag.FlagSet) {
+	fmt.Fprintf(w, `o2-extension %s: ships AWS Lambda logs and telemetry to OpenObserve.
+
+Usage:
+  o2-extension                      run as a Lambda extension (from /opt/extensions)
+  o2-extension --health-check       check the O2_* configuration and OpenObserve, then exit
+  o2-extension --version
+
+Flags:
+%s
+Configuration comes from O2_* environment variables; O2_ORGANIZATION_ID and
+O2_AUTHORIZATION_HEADER are required. See the README for every variable.
+`, version, fs.FlagUsages())
 }

@@ -22,6 +22,10 @@ type Event struct {
 	RequestID string
 	// Level is the log level of a JSON-format log record, when it has one.
 	Level string
+	// Flat marks an event the extension made itself whose Record object is
+	// a complete record: its keys go at the top level of what is sent to
+	// OpenObserve instead of under "record".
+	Flat bool
 }
 
 // eventOverhead approximates the bytes an event costs beyond its record and

@@ -1,0 +1,572 @@
+package lambdatest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Invocation is what the simulated function does in one invoke.
+type Invocation struct {
+	// RequestID defaults to a new UUID.
+	RequestID string
+	// Lines are what the function prints, one function record each.
+	Lines []string
+	// Duration is how long the function runs; Lines are spread evenly
+	// over it.
+	Duration time.Duration
+	// Level is the level of JSON-format records; default "INFO".
+	Level string
+}
+
+// InvokeResult is what one invocation measured.
+type InvokeResult struct {
+	RequestID string
+	// Start is when INVOKE was sent; RuntimeDone when the function
+	// finished (platform.runtimeDone).
+	Start, RuntimeDone time.Time
+	// Next is when the last extension called /next (zero if one never did;
+	// RuntimeDone when no extension is registered for INVOKE).
+	Next time.Time
+	// PostRuntimeOverhead is Next - RuntimeDone (the extensionOverhead span,
+	// Lambda's PostRuntimeExtensionsDuration); when TimedOut, the time
+	// waited until the deadline.
+	PostRuntimeOverhead time.Duration
+	// TimedOut is set when an extension did not call /next before the
+	// function deadline.
+	TimedOut bool
+}
+
+// Invoke runs one invocation: thaw, INVOKE to the extensions registered for
+// it, platform.start, the function's records, platform.runtimeDone, wait
+// for every extension's /next (bounded by the function timeout), then
+// platform.report and freeze. In managed-instances mode invocations may
+// run concurrently and nothing freezes. An extension that crashed or
+// reported an error during the invocation makes it return an error wrapping
+// ErrExtensionFailed, after the invocation completed.
+func (p *Platform) Invoke(ctx context.Context, inv Invocation) (InvokeResult, error) {
+	managed := p.o.ManagedInstances
+	if managed {
+		p.opMu.RLock()
+		defer p.opMu.RUnlock()
+	} else {
+		p.opMu.Lock()
+		defer p.opMu.Unlock()
+	}
+	if err := p.CompleteInit(ctx, 0); err != nil {
+		return InvokeResult{}, fmt.Errorf("lambdatest: invoke: %w", err)
+	}
+	p.mu.Lock()
+	switch {
+	case p.closed:
+		p.mu.Unlock()
+		return InvokeResult{}, ErrClosed
+	case p.shutdown:
+		p.mu.Unlock()
+		return InvokeResult{}, ErrShutdown
+	}
+	p.mu.Unlock()
+	p.thaw()
+
+	reqID := inv.RequestID
+	if reqID == "" {
+		reqID = newUUID()
+	}
+	start := time.Now()
+	deadline := start.Add(p.o.FunctionTimeout)
+	trace := tracing{Type: "X-Amzn-Trace-Id", Value: newTrace(start)}
+	res := InvokeResult{RequestID: reqID, Start: start}
+
+	p.mu.Lock()
+	var recipients []*extension
+	if !managed {
+		body, _ := json.Marshal(map[string]any{
+			"eventType":          "INVOKE",
+			"deadlineMs":         deadline.UnixMilli(),
+			"requestId":          reqID,
+			"invokedFunctionArn": p.o.functionARN(),
+			"tracing":            trace,
+		})
+		for _, e := range p.exts {
+			if e.invoke && !e.exited && e.failed == "" {
+				e.queue = append(e.queue, pendingEvent{body: body, eventID: newUUID()})
+				recipients = append(recipients, e)
+			}
+		}
+		p.broadcastLocked()
+	}
+	p.emitLocked("platform.start", map[string]any{
+		"requestId": reqID, "version": p.o.FunctionVersion, "tracing": trace,
+	})
+	p.mu.Unlock()
+
+	produced, err := p.runFunction(ctx, inv, reqID, start)
+	if err != nil {
+		return res, fmt.Errorf("lambdatest: invoke %s: %w", reqID, err)
+	}
+	rtDone := time.Now()
+	res.RuntimeDone = rtDone
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !managed {
+		// The runtime responded at rtDone; responding and getting back to
+		// /next are instantaneous here.
+		p.emitLocked("platform.runtimeDone", map[string]any{
+			"requestId": reqID,
+			"status":    "success",
+			"metrics":   map[string]any{"durationMs": ms(rtDone.Sub(start)), "producedBytes": produced},
+			"spans": []span{
+				newSpan("responseLatency", start, rtDone),
+				newSpan("responseDuration", rtDone, rtDone),
+				newSpan("runtimeOverhead", rtDone, rtDone),
+			},
+			"tracing": trace,
+		})
+	}
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	werr := p.waitLocked(dctx, func() (bool, error) {
+		for _, e := range recipients {
+			if !e.idle() {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	cancel()
+	end := rtDone
+	switch {
+	case werr == nil:
+		res.Next = rtDone
+		for _, e := range recipients {
+			if !e.exited && e.lastNext.After(res.Next) {
+				res.Next = e.lastNext
+			}
+		}
+		res.PostRuntimeOverhead = res.Next.Sub(rtDone)
+		end = res.Next
+	case errors.Is(werr, context.DeadlineExceeded) && ctx.Err() == nil:
+		res.TimedOut = true
+		res.PostRuntimeOverhead = max(0, deadline.Sub(rtDone))
+		end = deadline
+	default:
+		return res, fmt.Errorf("lambdatest: invoke %s: %w", reqID, werr)
+	}
+
+	status := "success"
+	metrics := map[string]any{"durationMs": ms(end.Sub(start))}
+	rec := map[string]any{"requestId": reqID, "status": status, "metrics": metrics, "tracing": trace}
+	if res.TimedOut {
+		rec["status"], rec["errorType"] = "timeout", "Sandbox.Timedout"
+	}
+	if managed {
+		rec["spans"] = []span{
+			newSpan("responseLatency", start, rtDone),
+			newSpan("responseDuration", rtDone, rtDone),
+		}
+	} else {
+		// The whole invoke phase, extensions included, is what is billed.
+		metrics["billedDurationMs"] = int64(math.Ceil(ms(end.Sub(start))))
+		metrics["memorySizeMB"] = p.o.MemoryMB
+		metrics["maxMemoryUsedMB"] = p.memoryUsedMBLocked()
+		if !p.coldReported {
+			metrics["initDurationMs"] = ms(p.initDuration)
+		}
+		rec["spans"] = []span{newSpan("extensionOverhead", rtDone, end)}
+	}
+	p.coldReported = true
+	// platform.report exists only now that every extension called /next,
+	// and in the same step the sandbox freezes: it is delivered at the
+	// next thaw at the earliest.
+	if !managed {
+		p.pauseLocked()
+	}
+	p.emitLocked("platform.report", rec)
+	failures := p.failures
+	p.failures = nil
+	if !managed {
+		p.mu.Unlock()
+		p.freeze(ctx)
+		p.mu.Lock()
+	}
+	if len(failures) > 0 {
+		return res, fmt.Errorf("%w: %s", ErrExtensionFailed, strings.Join(failures, "; "))
+	}
+	return res, nil
+}
+
+// runFunction plays the function: its lines spread evenly over
+// inv.Duration, then the rest of the duration. It returns the bytes of the
+// response ("null").
+func (p *Platform) runFunction(ctx context.Context, inv Invocation, reqID string, start time.Time) (int, error) {
+	level := inv.Level
+	if level == "" {
+		level = "INFO"
+	}
+	n := len(inv.Lines)
+	for i, line := range inv.Lines {
+		due := start.Add(inv.Duration * time.Duration(i) / time.Duration(n))
+		if err := sleepUntil(ctx, due); err != nil {
+			return 0, err
+		}
+		p.mu.Lock()
+		var rec json.RawMessage
+		if p.o.LogFormat == "json" {
+			rec, _ = json.Marshal(map[string]string{
+				"timestamp": formatTime(time.Now()),
+				"level":     level,
+				"requestId": reqID,
+				"message":   line,
+			})
+		} else {
+			rec, _ = json.Marshal(line)
+		}
+		p.emitLocked("function", rec)
+		p.mu.Unlock()
+	}
+	if err := sleepUntil(ctx, start.Add(inv.Duration)); err != nil {
+		return 0, err
+	}
+	return len("null"), nil
+}
+
+// sleepUntil waits until t or ctx ends: the simulated function's running
+// time, not a synchronisation.
+func sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// memoryUsedMBLocked is the report's maxMemoryUsedMB: the peak resident
+// memory of the extension processes (the simulated function uses none).
+func (p *Platform) memoryUsedMBLocked() int64 {
+	var total int64
+	for _, pr := range p.procs {
+		if hwm, err := readVmHWM(pr.pid); err == nil && !pr.exited {
+			total += hwm
+		} else {
+			total += max(pr.hwm, pr.maxRSS)
+		}
+	}
+	return max(1, (total+(1<<20)-1)>>20)
+}
+
+// pauseLocked pauses every delivery: the first step of a freeze.
+func (p *Platform) pauseLocked() {
+	p.paused = true
+	for _, e := range p.exts {
+		if e.sub != nil {
+			e.sub.setPaused(true)
+		}
+	}
+}
+
+// freeze completes a freeze after pauseLocked: every extension process
+// group gets SIGSTOP and the call returns once they are stopped. An
+// in-process subscriber cannot be stopped, so its in-flight POST is let
+// finish instead: nothing reaches it while Frozen() is true.
+func (p *Platform) freeze(ctx context.Context) {
+	p.mu.Lock()
+	var procs []*process
+	for _, pr := range p.procs {
+		if !pr.exited {
+			procs = append(procs, pr)
+		}
+	}
+	var drain []*subscriber
+	for _, e := range p.exts {
+		if e.sub != nil && e.proc == nil {
+			drain = append(drain, e.sub)
+		}
+	}
+	p.mu.Unlock()
+	for _, s := range drain {
+		_ = s.waitIdle(ctx)
+	}
+	for _, pr := range procs {
+		p.signal(pr, syscall.SIGSTOP)
+	}
+	for _, pr := range procs {
+		p.waitStopped(pr)
+		p.sampleRSS(pr)
+	}
+	p.mu.Lock()
+	if p.paused {
+		p.frozen = true
+	}
+	p.mu.Unlock()
+}
+
+// thaw resumes the processes (SIGCONT), then deliveries.
+func (p *Platform) thaw() {
+	p.mu.Lock()
+	if !p.paused {
+		p.mu.Unlock()
+		return
+	}
+	p.frozen = false
+	procs := append([]*process(nil), p.procs...)
+	p.mu.Unlock()
+	for _, pr := range procs {
+		p.signal(pr, syscall.SIGCONT)
+	}
+	p.mu.Lock()
+	p.paused = false
+	for _, e := range p.exts {
+		if e.sub != nil {
+			e.sub.setPaused(false)
+		}
+	}
+	p.broadcastLocked()
+	p.mu.Unlock()
+}
+
+// ShutdownResult is what Shutdown measured.
+type ShutdownResult struct {
+	// Duration runs from SHUTDOWN sent to every extension exited.
+	Duration time.Duration
+	// DeadlineMet is set when every extension exited by the deadline.
+	DeadlineMet bool
+	// ExitCodes are the started extensions' exit codes, in
+	// Options.Extensions order; -1 for a killed one.
+	ExitCodes []int
+	// Killed is set when an extension was SIGKILLed at the deadline.
+	Killed bool
+	// Deadline is the SHUTDOWN event's deadlineMs.
+	Deadline time.Time
+}
+
+// shutdownReasons are the reasons on the wire (lowercase).
+var shutdownReasons = []string{"spindown", "timeout", "failure"}
+
+// Shutdown ends the environment: thaw, SHUTDOWN (reason lowercased,
+// deadlineMs = now + ShutdownTimeout) to the extensions registered for
+// it, deliver what is pending at once, and wait for every extension to
+// exit; those still running at the deadline get SIGKILL. Extensions not
+// registered for SHUTDOWN are killed at once, as RAPID does. In-process
+// extensions exit by calling /next again or through ExtensionExited.
+func (p *Platform) Shutdown(ctx context.Context, reason string) (ShutdownResult, error) {
+	p.opMu.Lock()
+	defer p.opMu.Unlock()
+	reason = strings.ToLower(reason)
+	if reason == "" {
+		reason = "spindown"
+	}
+	if !slices.Contains(shutdownReasons, reason) {
+		return ShutdownResult{}, fmt.Errorf("lambdatest: shutdown reason %q: want one of %v", reason, shutdownReasons)
+	}
+	p.mu.Lock()
+	switch {
+	case p.closed:
+		p.mu.Unlock()
+		return ShutdownResult{}, ErrClosed
+	case p.shutdown:
+		p.mu.Unlock()
+		return ShutdownResult{}, ErrShutdown
+	}
+	initDone := p.initDone
+	p.mu.Unlock()
+	if !initDone {
+		// An in-process environment that never completed init: do it now
+		// so the registered extensions get SHUTDOWN. Its failure does not
+		// stop the shutdown.
+		_ = p.CompleteInit(ctx, 0)
+	}
+	p.mu.Lock()
+	p.shutdown = true
+	p.mu.Unlock()
+	p.thaw()
+
+	sent := time.Now()
+	deadline := sent.Add(p.o.ShutdownTimeout)
+	res := ShutdownResult{Deadline: deadline}
+	body, _ := json.Marshal(map[string]any{
+		"eventType":      "SHUTDOWN",
+		"shutdownReason": reason,
+		"deadlineMs":     deadline.UnixMilli(),
+	})
+	p.mu.Lock()
+	var kill []*process
+	var waitFor []*extension // in-process extensions that got SHUTDOWN
+	for _, e := range p.exts {
+		if e.sub != nil {
+			// The runtime is gone: the input streams closed, so whatever is
+			// buffered ships at once.
+			e.sub.flushNow()
+		}
+		if e.exited {
+			continue
+		}
+		switch {
+		case e.shutdown && e.failed == "":
+			e.queue = append(e.queue, pendingEvent{body: body, shutdown: true})
+			if e.proc == nil {
+				waitFor = append(waitFor, e)
+			}
+		case e.proc != nil:
+			kill = append(kill, e.proc)
+		}
+	}
+	for _, pr := range p.procs {
+		if pr.ext == nil && !pr.exited {
+			kill = append(kill, pr)
+		}
+	}
+	p.broadcastLocked()
+	p.mu.Unlock()
+	for _, pr := range kill {
+		p.kill(pr)
+	}
+
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	p.mu.Lock()
+	werr := p.waitLocked(dctx, func() (bool, error) {
+		for _, pr := range p.procs {
+			if !pr.exited {
+				return false, nil
+			}
+		}
+		for _, e := range waitFor {
+			if !e.exited {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	cancel()
+	var late []*process
+	for _, pr := range p.procs {
+		if !pr.exited {
+			late = append(late, pr)
+		}
+	}
+	p.mu.Unlock()
+	for _, pr := range late {
+		p.kill(pr)
+	}
+	for _, pr := range late {
+		<-pr.done
+	}
+
+	p.mu.Lock()
+	last := sent
+	res.DeadlineMet = len(late) == 0
+	for _, pr := range p.procs {
+		res.ExitCodes = append(res.ExitCodes, pr.exitCode)
+		res.Killed = res.Killed || pr.killed
+		last = latest(last, pr.exitedAt)
+	}
+	for _, e := range waitFor {
+		if e.exited {
+			last = latest(last, e.exitedAt)
+		} else {
+			res.DeadlineMet = false
+			last = latest(last, deadline)
+		}
+	}
+	if last.After(deadline) {
+		res.DeadlineMet = false
+	}
+	res.Duration = last.Sub(sent)
+	var subs []*subscriber
+	for _, e := range p.exts {
+		if e.sub != nil {
+			subs = append(subs, e.sub)
+		}
+	}
+	p.mu.Unlock()
+	for _, s := range subs {
+		s.close()
+	}
+	if werr != nil && !errors.Is(werr, context.DeadlineExceeded) || ctx.Err() != nil {
+		return res, fmt.Errorf("lambdatest: shutdown: %w", errors.Join(werr, ctx.Err()))
+	}
+	return res, nil
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// procCPU reads user+system CPU time of a running process from
+// /proc/PID/stat (fields 14 and 15, in clock ticks of 1/100 s on Linux).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// Stats is what the first extension cost.
+type Stats struct {
+	// InitDuration runs from the process start (in-process: Start) to its
+	// first /next.
+	InitDuration time.Duration
+	// PeakRSSBytes is the peak resident memory: VmHWM sampled while it
+	// ran, or wait4's Maxrss after exit, whichever is larger.
+	PeakRSSBytes int64
+	// CPUSeconds is user+system CPU time, from rusage after exit (or
+	// /proc/PID/stat while it runs).
+	CPUSeconds float64
+}
+
+// Stats returns the first extension's measurements; complete after
+// Shutdown.
+func (p *Platform) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var st Stats
+	if len(p.procs) > 0 {
+		pr := p.procs[0]
+		if e := pr.ext; e != nil && !e.firstNext.IsZero() {
+			st.InitDuration = e.firstNext.Sub(pr.started)
+		}
+		st.PeakRSSBytes = max(pr.hwm, pr.maxRSS)
+		if pr.exited {
+			st.CPUSeconds = pr.cpu.Seconds()
+		} else {
+			if hwm, err := readVmHWM(pr.pid); err == nil {
+				st.PeakRSSBytes = max(st.PeakRSSBytes, hwm)
+			}
+			st.CPUSeconds = procCPU(pr.pid).Seconds()
+		}
+		return st
+	}
+	if len(p.exts) > 0 && !p.exts[0].firstNext.IsZero() {
+		st.InitDuration = p.exts[0].firstNext.Sub(p.startAt)
+	}
+	return st
+}

@@ -1,0 +1,229 @@
+package openobserve
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func TestAppendStringMatchesEncodingJSON(t *testing.T) {
+	tests := []struct {
+		name, in string
+	}{
+		{"ascii", "hello world"},
+		{"quotes and backslashes", `say "hi" \ bye`},
+		{"control", "a\tb\nc\rd\x00e\x1f"},
+		{"multibyte", "ünïcødé ✓ 日本語 😀"},
+		{"html kept literal", "<a href=\"x\">&</a>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := appendString(nil, tt.in)
+			var back string
+			if err := json.Unmarshal(got, &back); err != nil {
+				t.Fatalf("appendString(%q) = %s: not JSON: %v", tt.in, got, err)
+			}
+			if back != tt.in {
+				t.Errorf("round trip = %q, want %q", back, tt.in)
+			}
+			if n := escapedLen(tt.in); n != len(got)-2 {
+				t.Errorf("escapedLen = %d, want %d", n, len(got)-2)
+			}
+		})
+	}
+}
+
+func TestAppendStringReplacesInvalidUTF8(t *testing.T) {
+	in := "ok \xff\xfe bad \xed\xa0\x80 surrogate"
+	got := appendString(nil, in)
+	if !utf8.Valid(got) {
+		t.Fatalf("appendString produced invalid UTF-8: %q", got)
+	}
+	if n := escapedLen(in); n != len(got)-2 {
+		t.Errorf("escapedLen = %d, want %d", n, len(got)-2)
+	}
+	var back string
+	if err := json.Unmarshal(got, &back); err != nil {
+		t.Fatal(err)
+	}
+	if want := "ok \uFFFD\uFFFD bad \uFFFD\uFFFD\uFFFD surrogate"; back != want {
+		t.Errorf("got %q, want %q", back, want)
+	}
+}
+
+func TestHasSurrogateEscape(t *testing.T) {
+	tests := []struct {
+		raw  string
+		want bool
+	}{
+		{`"plain"`, false},
+		{`"\u00e9"`, false},
+		{`"\ud800"`, true},
+		{`"\uDFFF tail"`, true},
+		{`"\ud83d\ude00"`, true}, // a valid pair is repaired harmlessly on the slow path
+		{`"\\ud800"`, false},     // a literal backslash, then "ud800"
+		{`"\\\ud800"`, true},
+		{`"\u"`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.raw, func(t *testing.T) {
+			if got := hasSurrogateEscape([]byte(tt.raw)); got != tt.want {
+				t.Errorf("hasSurrogateEscape(%s) = %v, want %v", tt.raw, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSplitPoints(t *testing.T) {
+	tests := []struct {
+		name  string
+		s     string
+		limit int
+		want  []int
+	}{
+		{"fits", "abcdef", 10, []int{6}},
+		{"even", "abcdef", 2, []int{2, 4, 6}},
+		{"multibyte not cut", "aé€", 3, []int{3, 6}},     // é is 2 bytes, € is 3
+		{"escapes count", "a\"b\"", 3, []int{2, 4}},      // \" takes 2
+		{"rune larger than limit", "€€", 1, []int{3, 6}}, // progress anyway
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := splitPoints(tt.s, tt.limit)
+			if len(got) != len(tt.want) {
+				t.Fatalf("splitPoints(%q, %d) = %v, want %v", tt.s, tt.limit, got, tt.want)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Fatalf("splitPoints(%q, %d) = %v, want %v", tt.s, tt.limit, got, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestTruncateString(t *testing.T) {
+	tests := []struct {
+		name string
+		s    string
+		keep int
+		want string
+	}{
+		{"fits", "abc", 3, "abc"},
+		{"ascii", "abcdef", 2, "ab…[truncated 4 bytes]"},
+		{"rune boundary", "a€b", 2, "a…[truncated 4 bytes]"},
+		{"nothing kept", "abc", 0, "…[truncated 3 bytes]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := truncateString(tt.s, tt.keep); got != tt.want {
+				t.Errorf("truncateString(%q, %d) = %q, want %q", tt.s, tt.keep, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNewEncoderSkipsCollidingAndBadFields(t *testing.T) {
+	e := newEncoder(map[string]any{
+		"b_field":   1,
+		"a_field":   "x",
+		"Type":      "collides with type",
+		"requestId": "collides",
+		"bad":       func() {},
+	}, 0)
+	if got, want := string(e.fields), `,"a_field":"x","b_field":1`; got != want {
+		t.Errorf("fields = %s, want %s", got, want)
+	}
+	if e.maxRecord != minRecordBytes {
+		t.Errorf("maxRecord = %d, want the floor %d", e.maxRecord, minRecordBytes)
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in     string
+		want   time.Duration
+		wantOK bool
+	}{
+		{"7", 7 * time.Second, true},
+		{" 0 ", 0, true},
+		{"-3", 0, false},
+		{"", 0, false},
+		{"soon", 0, false},
+		{now.Add(10 * time.Second).Format(http.TimeFormat), 10 * time.Second, true},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0, true},
+		{"99999999999", 24 * time.Hour, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, ok := parseRetryAfter(tt.in, now)
+			if got != tt.want || ok != tt.wantOK {
+				t.Errorf("parseRetryAfter(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	c := NewClient(Options{RetryWaitMin: time.Second, RetryWaitMax: 5 * time.Second})
+	withHeader := func(code int, ra string) *http.Response {
+		h := http.Header{}
+		if ra != "" {
+			h.Set("Retry-After", ra)
+		}
+		return &http.Response{StatusCode: code, Header: h}
+	}
+	tests := []struct {
+		name   string
+		n      int
+		resp   *http.Response
+		lo, hi time.Duration
+	}{
+		{"first", 0, nil, time.Second, 1500 * time.Millisecond},
+		{"second", 1, withHeader(500, ""), 2 * time.Second, 3 * time.Second},
+		{"third", 2, withHeader(502, ""), 4 * time.Second, 5 * time.Second},
+		{"capped", 10, nil, 5 * time.Second, 5 * time.Second},
+		{"retry-after on 429", 0, withHeader(429, "3"), 3 * time.Second, 3 * time.Second},
+		{"retry-after on 503", 2, withHeader(503, "2"), 2 * time.Second, 2 * time.Second},
+		{"retry-after capped", 0, withHeader(429, "120"), 5 * time.Second, 5 * time.Second},
+		{"retry-after ignored on 500", 0, withHeader(500, "4"), time.Second, 1500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for range 50 { // jitter: every draw must be in range
+				if d := c.backoff(tt.n, tt.resp); d < tt.lo || d > tt.hi {
+					t.Fatalf("backoff(%d) = %v, want in [%v, %v]", tt.n, d, tt.lo, tt.hi)
+				}
+			}
+		})
+	}
+}
+
+func TestBatchEnd(t *testing.T) {
+	recs := [][]byte{make([]byte, 10), make([]byte, 10), make([]byte, 10), make([]byte, 50)}
+	tests := []struct {
+		i, max, want int
+	}{
+		{0, 1000, 4},
+		{0, 23, 2}, // "[" + 10 + "," + 10 + "]" = 23
+		{0, 22, 1},
+		{3, 10, 4}, // alone, even when over the bound
+	}
+	for _, tt := range tests {
+		if got := batchEnd(recs, tt.i, tt.max); got != tt.want {
+			t.Errorf("batchEnd(i=%d, max=%d) = %d, want %d", tt.i, tt.max, got, tt.want)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	c := NewClient(Options{Authorization: "Basic c2VjcmV0OnBhc3M="})
+	got := c.redact("echo: Basic c2VjcmV0OnBhc3M= and c2VjcmV0OnBhc3M=")
+	if strings.Contains(got, "c2VjcmV0OnBhc3M=") {
+		t.Errorf("redact left the secret: %q", got)
+	}
+}

@@ -1,0 +1,175 @@
+package openobserve
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// retryState is the retry policy of one request (one body, all its
+// attempts). retryablehttp's Backoff has no context, so the policy lives in
+// CheckRetry, which has one: it decides, computes the wait, and checks it
+// against the deadline; Backoff only hands the wait over.
+type retryState struct {
+	c        *Client
+	attempts int           // attempts made so far
+	wait     time.Duration // the wait CheckRetry chose for the next retry
+	// gaveUp is set when a retry was possible but its wait would have ended
+	// after ctx's deadline.
+	gaveUp time.Duration
+}
+
+// checkRetry is the retryablehttp.CheckRetry of one request.
+func (st *retryState) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	st.attempts++
+	if !retryable(resp, err) {
+		// Final, even if ctx has just ended: a 200 that raced the deadline
+		// is still a delivery, not a failure to resend.
+		return false, nil
+	}
+	if ctx.Err() != nil {
+		// The caller's context ended: its error, not the attempt's, says why.
+		return false, context.Cause(ctx)
+	}
+	if st.attempts > st.c.o.MaxRetries {
+		return false, nil
+	}
+	wait := st.c.backoff(st.attempts-1, resp)
+	if dl, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(dl) {
+		// Sleeping into the deadline would only burn the time the caller
+		// needs for what comes after (the shutdown, the next invocation).
+		st.gaveUp = wait
+		return false, nil
+	}
+	st.wait = wait
+	return true, nil
+}
+
+// backoff hands retryablehttp the wait checkRetry chose.
+func (st *retryState) backoff(_, _ time.Duration, _ int, _ *http.Response) time.Duration {
+	return st.wait
+}
+
+// retryable reports whether an attempt's outcome is worth another try:
+// network errors and timeouts (but not a certificate that will still be
+// untrusted next time), 429 and the 5xx statuses that mean "busy or
+// restarting". 400/401/403/404 will not change by themselves, and 413/415
+// are handled by changing the request.
+func retryable(resp *http.Response, err error) bool {
+	if err != nil {
+		return !permanentTransportError(err)
+	}
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// permanentTransportError reports errors that no retry can fix: TLS
+// certificate problems and a malformed URL or header.
+func permanentTransportError(err error) bool {
+	var certErr *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalidErr x509.CertificateInvalidError
+	if errors.As(err, &certErr) || errors.As(err, &unknownCA) || errors.As(err, &hostErr) || errors.As(err, &invalidErr) {
+		return true
+	}
+	s := err.Error()
+	return strings.Contains(s, "unsupported protocol scheme") || strings.Contains(s, "invalid header") ||
+		strings.Contains(s, "no Host in request URL")
+}
+
+// backoff is the wait before retry number n (0-based) after resp. A
+// Retry-After on 429 or 503 is the server telling us when it can take the
+// data again, so it is honoured, capped at RetryWaitMax; otherwise the wait
+// doubles from RetryWaitMin with up to 50% added jitter (so that many
+// sandboxes hit by the same outage do not retry in step), capped at
+// RetryWaitMax.
+func (c *Client) backoff(n int, resp *http.Response) time.Duration {
+	lo, hi := c.o.RetryWaitMin, c.o.RetryWaitMax
+	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			return min(d, hi)
+		}
+	}
+	d := lo
+	for range n {
+		if d >= hi/2 {
+			d = hi
+			break
+		}
+		d *= 2
+	}
+	if d > 0 {
+		d += rand.N(d/2 + 1)
+	}
+	return min(d, hi)
+}
+
+// parseRetryAfter reads a Retry-After value, either delay-seconds or an
+// HTTP date (RFC 9110 §10.2.3). A date in the past means "now".
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return 0, false
+		}
+		if secs > int64(24*time.Hour/time.Second) {
+			secs = int64(24 * time.Hour / time.Second) // avoid overflow; capped by the caller anyway
+		}
+		return time.Duration(secs) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(t.Sub(now), 0), true
+}
+
+// leveled adapts a logrus entry to retryablehttp.LeveledLogger. Every
+// message goes out at DEBUG: a retry is routine, and the outcome that
+// matters is reported once by the caller from Send's result. retryablehttp
+// logs only the method, the URL and error text, never headers; redact
+// removes any echo of the Authorization value anyway.
+type leveled struct {
+	e      *logrus.Entry
+	redact func(string) string
+}
+
+// Error implements retryablehttp.LeveledLogger.
+func (l leveled) Error(msg string, kv ...any) { l.log(msg, kv) }
+
+// Info implements retryablehttp.LeveledLogger.
+func (l leveled) Info(msg string, kv ...any) { l.log(msg, kv) }
+
+// Debug implements retryablehttp.LeveledLogger.
+func (l leveled) Debug(msg string, kv ...any) { l.log(msg, kv) }
+
+// Warn implements retryablehttp.LeveledLogger.
+func (l leveled) Warn(msg string, kv ...any) { l.log(msg, kv) }
+
+func (l leveled) log(msg string, kv []any) {
+	if !l.e.Logger.IsLevelEnabled(logrus.DebugLevel) {
+		return
+	}
+	f := make(logrus.Fields, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		f[fmt.Sprint(kv[i])] = l.redact(fmt.Sprint(kv[i+1]))
+	}
+	l.e.WithFields(f).Debug(l.redact(msg))
+}

@@ -1,0 +1,530 @@
+package telemetry
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// sized returns a "function" event whose Size is exactly size, carrying id in
+// RequestID so tests can follow it through the buffer.
+func sized(t testing.TB, id string, size int) Event {
+	t.Helper()
+	pad := size - eventOverhead - len("function") - len(id) - len(`""`)
+	if pad < 0 {
+		t.Fatalf("event %q cannot be as small as %d bytes", id, size)
+	}
+	e := Event{Type: "function", RequestID: id, Record: []byte(`"` + strings.Repeat("x", pad) + `"`)}
+	if e.Size() != size {
+		t.Fatalf("sized(%q, %d).Size() = %d", id, size, e.Size())
+	}
+	return e
+}
+
+// ids lists the RequestIDs of evs, in order.
+func ids(evs []Event) []string {
+	out := make([]string, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, e.RequestID)
+	}
+	return out
+}
+
+// events builds events from a compact spec of id:size pairs, e.g.
+// "a:200 b:300".
+func events(t testing.TB, spec string) []Event {
+	t.Helper()
+	var out []Event
+	for f := range strings.FieldsSeq(spec) {
+		id, n, ok := strings.Cut(f, ":")
+		size, err := strconv.Atoi(n)
+		if !ok || err != nil {
+			t.Fatalf("bad event spec %q", f)
+		}
+		out = append(out, sized(t, id, size))
+	}
+	return out
+}
+
+func sizeOf(evs []Event) int {
+	n := 0
+	for _, e := range evs {
+		n += e.Size()
+	}
+	return n
+}
+
+// checkQueue drains b and compares what it held with want, then checks the
+// byte accounting went back to zero.
+func checkQueue(t *testing.T, b *Buffer, want []string) {
+	t.Helper()
+	got := b.Take(1<<30, 1<<30)
+	if !slices.Equal(ids(got), want) {
+		t.Errorf("queued = %v, want %v", ids(got), want)
+	}
+	if b.Len() != 0 || b.Bytes() != 0 {
+		t.Errorf("after draining: Len = %d, Bytes = %d, want 0, 0", b.Len(), b.Bytes())
+	}
+}
+
+func TestBufferAdd(t *testing.T) {
+	tests := []struct {
+		name         string
+		max          int
+		adds         []string // one Add call per element, events as "id:size ..."
+		want         []string
+		wantDropRecs uint64
+		wantDropB    uint64
+	}{
+		{name: "fits", max: 1000, adds: []string{"a:200", "b:200"}, want: []string{"a", "b"}},
+		{name: "exact fit", max: 400, adds: []string{"a:200", "b:200"}, want: []string{"a", "b"}},
+		{name: "one call, many events", max: 1000, adds: []string{"a:200 b:200 c:200"}, want: []string{"a", "b", "c"}},
+		{name: "drops oldest", max: 500, adds: []string{"a:200", "b:200", "c:200"}, want: []string{"b", "c"}, wantDropRecs: 1, wantDropB: 200},
+		{name: "drops oldest within one call", max: 500, adds: []string{"a:200 b:200 c:200 d:200"}, want: []string{"c", "d"}, wantDropRecs: 2, wantDropB: 400},
+		{name: "big event evicts several", max: 600, adds: []string{"a:200", "b:200", "c:200", "d:500"}, want: []string{"d"}, wantDropRecs: 3, wantDropB: 600},
+		{name: "evicts only what is needed", max: 600, adds: []string{"a:200", "b:150", "c:200", "d:300"}, want: []string{"c", "d"}, wantDropRecs: 2, wantDropB: 350},
+		{name: "event of exactly max", max: 500, adds: []string{"a:200", "b:500"}, want: []string{"b"}, wantDropRecs: 1, wantDropB: 200},
+		{name: "oversize event dropped itself", max: 320, adds: []string{"a:200", "big:321", "b:110"}, want: []string{"a", "b"}, wantDropRecs: 1, wantDropB: 321},
+		{name: "oversize event into empty buffer", max: 300, adds: []string{"big:1000"}, want: nil, wantDropRecs: 1, wantDropB: 1000},
+		{name: "oversize in the middle of a call", max: 500, adds: []string{"a:200 big:900 b:200"}, want: []string{"a", "b"}, wantDropRecs: 1, wantDropB: 900},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := NewBuffer(tt.max)
+			for _, a := range tt.adds {
+				b.Add(events(t, a)...)
+				if b.Bytes() > tt.max {
+					t.Fatalf("Bytes = %d after Add(%s), above max %d", b.Bytes(), a, tt.max)
+				}
+			}
+			if got := b.Len(); got != len(tt.want) {
+				t.Errorf("Len = %d, want %d", got, len(tt.want))
+			}
+			wantBytes := 0
+			for _, id := range tt.want {
+				for _, a := range tt.adds {
+					for _, e := range events(t, a) {
+						if e.RequestID == id {
+							wantBytes += e.Size()
+						}
+					}
+				}
+			}
+			if got := b.Bytes(); got != wantBytes {
+				t.Errorf("Bytes = %d, want %d", got, wantBytes)
+			}
+			recs, bytes := b.Dropped()
+			if recs != tt.wantDropRecs || bytes != tt.wantDropB {
+				t.Errorf("Dropped = %d records, %d bytes; want %d, %d", recs, bytes, tt.wantDropRecs, tt.wantDropB)
+			}
+			checkQueue(t, b, tt.want)
+		})
+	}
+}
+
+func TestBufferTake(t *testing.T) {
+	tests := []struct {
+		name      string
+		queue     string
+		maxCount  int
+		maxBytes  int
+		want      []string
+		wantAfter []string
+	}{
+		{name: "empty", queue: "", maxCount: 10, maxBytes: 1000, want: nil},
+		{name: "all", queue: "a:200 b:200 c:200", maxCount: 10, maxBytes: 1 << 20, want: []string{"a", "b", "c"}},
+		{name: "count limit", queue: "a:200 b:200 c:200 d:200 e:200", maxCount: 3, maxBytes: 1 << 20, want: []string{"a", "b", "c"}, wantAfter: []string{"d", "e"}},
+		{name: "count of one", queue: "a:200 b:200", maxCount: 1, maxBytes: 1 << 20, want: []string{"a"}, wantAfter: []string{"b"}},
+		{name: "byte limit", queue: "a:200 b:200 c:200", maxCount: 10, maxBytes: 450, want: []string{"a", "b"}, wantAfter: []string{"c"}},
+		{name: "byte limit met exactly", queue: "a:200 b:200 c:200", maxCount: 10, maxBytes: 400, want: []string{"a", "b"}, wantAfter: []string{"c"}},
+		{name: "byte limit stops at first misfit", queue: "a:200 b:400 c:120", maxCount: 10, maxBytes: 350, want: []string{"a"}, wantAfter: []string{"b", "c"}},
+		{name: "at least one: oversize head", queue: "a:500 b:120", maxCount: 10, maxBytes: 100, want: []string{"a"}, wantAfter: []string{"b"}},
+		{name: "at least one: zero bytes", queue: "a:200", maxCount: 10, maxBytes: 0, want: []string{"a"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := NewBuffer(1 << 20)
+			q := events(t, tt.queue)
+			b.Add(q...)
+			got := b.Take(tt.maxCount, tt.maxBytes)
+			if !slices.Equal(ids(got), tt.want) {
+				t.Fatalf("Take(%d, %d) = %v, want %v", tt.maxCount, tt.maxBytes, ids(got), tt.want)
+			}
+			if n := sizeOf(got); len(got) > 1 && n > tt.maxBytes {
+				t.Errorf("Take returned %d bytes in %d events, over the limit %d", n, len(got), tt.maxBytes)
+			}
+			if b.Len() != len(tt.wantAfter) || b.Bytes() != sizeOf(q)-sizeOf(got) {
+				t.Errorf("after Take: Len = %d, Bytes = %d; want %d, %d", b.Len(), b.Bytes(), len(tt.wantAfter), sizeOf(q)-sizeOf(got))
+			}
+			if recs, _ := b.Dropped(); recs != 0 {
+				t.Errorf("Take counted %d dropped records", recs)
+			}
+			checkQueue(t, b, tt.wantAfter)
+		})
+	}
+}
+
+func TestBufferPutBack(t *testing.T) {
+	tests := []struct {
+		name        string
+		max         int
+		queue       string // added first
+		take        int    // then this many are taken (and discarded)
+		putBack     string
+		want        []string
+		wantDropped int
+		wantDropB   uint64
+	}{
+		{name: "into empty", max: 1000, putBack: "a:200 b:200", want: []string{"a", "b"}},
+		{name: "nothing", max: 1000, queue: "c:200", putBack: "", want: []string{"c"}},
+		{name: "in front, in order", max: 1000, queue: "c:200 d:200", putBack: "a:200 b:200", want: []string{"a", "b", "c", "d"}},
+		// With a consumed prefix the buffer can reuse its slice in place.
+		{name: "in front after a Take", max: 2000, queue: "x:200 y:200 z:200 c:200 d:200", take: 3, putBack: "a:200 b:200", want: []string{"a", "b", "c", "d"}},
+		{name: "more than the consumed prefix", max: 2000, queue: "x:200 c:200", take: 1, putBack: "a:200 b:200", want: []string{"a", "b", "c"}},
+		{name: "oldest put-back dropped", max: 600, queue: "c:200 d:200", putBack: "a:200 b:200", want: []string{"b", "c", "d"}, wantDropped: 1, wantDropB: 200},
+		{name: "drops until the rest fits", max: 700, queue: "c:300", putBack: "a:300 b:200 e:110", want: []string{"b", "e", "c"}, wantDropped: 1, wantDropB: 300},
+		{name: "no room at all", max: 400, queue: "c:200 d:200", putBack: "a:110 b:110", want: []string{"c", "d"}, wantDropped: 2, wantDropB: 220},
+		{name: "oversize put-back", max: 400, putBack: "big:500", want: nil, wantDropped: 1, wantDropB: 500},
+		{name: "queued events are never dropped for put-backs", max: 500, queue: "c:400", putBack: "a:150", want: []string{"c"}, wantDropped: 1, wantDropB: 150},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := NewBuffer(tt.max)
+			b.Add(events(t, tt.queue)...)
+			if tt.take > 0 {
+				if got := b.Take(tt.take, 1<<30); len(got) != tt.take {
+					t.Fatalf("setup Take = %d events, want %d", len(got), tt.take)
+				}
+			}
+			before := b.Bytes()
+			back := events(t, tt.putBack)
+			if got := b.PutBack(back); got != tt.wantDropped {
+				t.Errorf("PutBack dropped %d, want %d", got, tt.wantDropped)
+			}
+			if b.Bytes() > tt.max {
+				t.Errorf("Bytes = %d, above max %d", b.Bytes(), tt.max)
+			}
+			if got, want := b.Bytes(), before+sizeOf(back)-int(tt.wantDropB); got != want {
+				t.Errorf("Bytes = %d, want %d", got, want)
+			}
+			recs, bytes := b.Dropped()
+			if recs != uint64(tt.wantDropped) || bytes != tt.wantDropB {
+				t.Errorf("Dropped = %d records, %d bytes; want %d, %d", recs, bytes, tt.wantDropped, tt.wantDropB)
+			}
+			// The buffer must own its copy: the caller reuses its slice.
+			for i := range back {
+				back[i] = Event{RequestID: "clobbered"}
+			}
+			checkQueue(t, b, tt.want)
+		})
+	}
+}
+
+// TestBufferReleasesConsumedPrefix runs a long-lived buffer in steady state
+// (never empty, so never reset) and checks its backing array stays bounded
+// by what is queued rather than by how much has passed through.
+func TestBufferReleasesConsumedPrefix(t *testing.T) {
+	b := NewBuffer(1 << 20)
+	for i := range 10 {
+		b.Add(sized(t, strconv.Itoa(i), 200))
+	}
+	e := sized(t, "steady", 200)
+	for range 100_000 {
+		b.Add(e)
+		if got := b.Take(1, 1<<20); len(got) != 1 {
+			t.Fatalf("Take = %d events, want 1", len(got))
+		}
+	}
+	if b.Len() != 10 {
+		t.Fatalf("Len = %d, want 10", b.Len())
+	}
+	b.mu.Lock()
+	c := cap(b.q)
+	b.mu.Unlock()
+	if c > 1000 {
+		t.Errorf("backing array holds %d events for 10 queued", c)
+	}
+}
+
+// model is a plain re-statement of the buffer's contract, for the property
+// test to compare against.
+type model struct {
+	max, bytes  int
+	q           []Event
+	drops       uint64
+	droppedSize uint64
+}
+
+func (m *model) drop(e Event) {
+	m.drops++
+	m.droppedSize += uint64(e.Size())
+}
+
+func (m *model) add(e Event) {
+	if e.Size() > m.max {
+		m.drop(e)
+		return
+	}
+	for m.bytes+e.Size() > m.max {
+		m.bytes -= m.q[0].Size()
+		m.drop(m.q[0])
+		m.q = m.q[1:]
+	}
+	m.q = append(m.q, e)
+	m.bytes += e.Size()
+}
+
+func (m *model) take(n, maxBytes int) []Event {
+	var out []Event
+	total := 0
+	for len(m.q) > 0 && len(out) < n {
+		s := m.q[0].Size()
+		if len(out) > 0 && total+s > maxBytes {
+			break
+		}
+		out = append(out, m.q[0])
+		total += s
+		m.q = m.q[1:]
+	}
+	m.bytes -= total
+	return out
+}
+
+func (m *model) putBack(evs []Event) int {
+	total := sizeOf(evs)
+	dropped := 0
+	for len(evs) > 0 && m.bytes+total > m.max {
+		total -= evs[0].Size()
+		m.drop(evs[0])
+		evs = evs[1:]
+		dropped++
+	}
+	m.q = append(slices.Clone(evs), m.q...)
+	m.bytes += total
+	return dropped
+}
+
+// TestBufferProperty runs long random sequences of operations and checks the
+// buffer against the model after each one: the bound always holds, the order
+// and drop counts match, and the byte accounting never drifts.
+func TestBufferProperty(t *testing.T) {
+	for _, max := range []int{150, 1000, 4096, 20000} {
+		t.Run(fmt.Sprint("max=", max), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(max), 2026))
+			b, m := NewBuffer(max), &model{max: max}
+			next := 0
+			newEvent := func() Event {
+				next++
+				// Mostly small, sometimes close to or above the bound.
+				size := 110 + rng.IntN(300)
+				if rng.IntN(20) == 0 {
+					size = 110 + rng.IntN(max+200)
+				}
+				return sized(t, strconv.Itoa(next), size)
+			}
+			var taken []Event
+			for step := range 3000 {
+				var op string
+				switch r := rng.IntN(10); {
+				case r < 5:
+					n := 1 + rng.IntN(4)
+					evs := make([]Event, n)
+					for i := range evs {
+						evs[i] = newEvent()
+						m.add(evs[i])
+					}
+					b.Add(evs...)
+					op = fmt.Sprintf("Add(%d)", n)
+				case r < 8:
+					n, maxBytes := 1+rng.IntN(8), rng.IntN(1500)
+					got, want := b.Take(n, maxBytes), m.take(n, maxBytes)
+					if !slices.Equal(ids(got), ids(want)) {
+						t.Fatalf("step %d: Take(%d, %d) = %v, want %v", step, n, maxBytes, ids(got), ids(want))
+					}
+					if len(m.q)+len(got) > 0 && len(got) == 0 {
+						t.Fatalf("step %d: Take returned nothing from a non-empty buffer", step)
+					}
+					taken = got
+					op = fmt.Sprintf("Take(%d, %d)", n, maxBytes)
+				default:
+					got, want := b.PutBack(slices.Clone(taken)), m.putBack(taken)
+					if got != want {
+						t.Fatalf("step %d: PutBack(%v) dropped %d, want %d", step, ids(taken), got, want)
+					}
+					op = fmt.Sprintf("PutBack(%d)", len(taken))
+					taken = nil
+				}
+				if got := b.Bytes(); got > max || got != m.bytes {
+					t.Fatalf("step %d after %s: Bytes = %d, want %d (max %d)", step, op, got, m.bytes, max)
+				}
+				if got := b.Len(); got != len(m.q) {
+					t.Fatalf("step %d after %s: Len = %d, want %d", step, op, got, len(m.q))
+				}
+				if recs, bytes := b.Dropped(); recs != m.drops || bytes != m.droppedSize {
+					t.Fatalf("step %d after %s: Dropped = %d, %d; want %d, %d", step, op, recs, bytes, m.drops, m.droppedSize)
+				}
+			}
+			checkQueue(t, b, ids(m.q))
+		})
+	}
+}
+
+// pending counts the signals waiting on Full without blocking.
+func pending(b *Buffer) int {
+	n := 0
+	for {
+		select {
+		case <-b.Full():
+			n++
+		default:
+			return n
+		}
+	}
+}
+
+func TestBufferFull(t *testing.T) {
+	type step struct {
+		add, take int  // events of 200 bytes to add, events to take
+		want      int  // signals pending afterwards (then consumed)
+		noCheck   bool // leave pending signals alone after this step
+	}
+	tests := []struct {
+		name         string
+		count, bytes int // SetBatch; count 0 means SetBatch is not called
+		steps        []step
+	}{
+		{name: "no batch set: never", steps: []step{{add: 50, want: 0}}},
+		{name: "by count", count: 3, steps: []step{
+			{add: 2, want: 0},
+			{add: 1, want: 1},
+			{add: 1, want: 1}, // still a full batch queued: signalled again
+		}},
+		{name: "coalesced, never blocks", count: 2, steps: []step{
+			{add: 2, noCheck: true}, {add: 1, noCheck: true}, {add: 1, noCheck: true}, {add: 1, want: 1},
+		}},
+		{name: "one Add of many signals once", count: 2, steps: []step{{add: 10, want: 1}}},
+		{name: "by bytes", count: 100, bytes: 500, steps: []step{
+			{add: 2, want: 0},
+			{add: 1, want: 1},
+		}},
+		{name: "not after the batch was taken", count: 3, steps: []step{
+			{add: 3, want: 1},
+			{take: 2, want: 0},
+			{add: 1, want: 0},
+			{add: 1, want: 1},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := NewBuffer(1 << 20)
+			if tt.count > 0 {
+				b.SetBatch(tt.count, tt.bytes)
+			}
+			next := 0
+			for i, s := range tt.steps {
+				for range s.add {
+					next++
+					b.Add(sized(t, strconv.Itoa(next), 200))
+				}
+				if s.take > 0 {
+					b.Take(s.take, 1<<30)
+				}
+				if s.noCheck {
+					continue
+				}
+				if got := pending(b); got != s.want {
+					t.Fatalf("step %d (%+v): %d signals pending, want %d", i, s, got, s.want)
+				}
+			}
+		})
+	}
+}
+
+// TestBufferConcurrent has producers add uniquely numbered events while a
+// consumer takes them and sometimes puts some back, as a failed delivery
+// would. With a bound nothing reaches, every event must come out exactly once.
+func TestBufferConcurrent(t *testing.T) {
+	const producers, perProducer = 4, 2000
+	b := NewBuffer(1 << 30)
+	b.SetBatch(1, 0) // signal on every Add, so the consumer can wait on Full
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	for p := range producers {
+		wg.Go(func() {
+			for i := range perProducer {
+				b.Add(Event{Type: "function", RequestID: fmt.Sprintf("%d-%d", p, i), Record: []byte(`"x"`)})
+			}
+		})
+	}
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	defer func() { <-done }()
+
+	seen := make(map[string]int, producers*perProducer)
+	got, round := 0, 0
+	for got < producers*perProducer {
+		evs := b.Take(1+round%13, 1<<20)
+		round++
+		if len(evs) > 1 && round%3 == 0 {
+			// Deliver the first half and return the rest.
+			half := len(evs) / 2
+			if n := b.PutBack(evs[half:]); n != 0 {
+				t.Fatalf("PutBack dropped %d events below the bound", n)
+			}
+			evs = evs[:half]
+		}
+		for _, e := range evs {
+			seen[e.RequestID]++
+		}
+		got += len(evs)
+		if len(evs) == 0 {
+			select {
+			case <-b.Full():
+			case <-done:
+				if b.Len() == 0 && got < producers*perProducer {
+					t.Fatalf("producers finished, buffer empty, but only %d of %d events came out", got, producers*perProducer)
+				}
+			}
+		}
+	}
+	<-done
+	if b.Len() != 0 {
+		t.Errorf("%d events left over", b.Len())
+	}
+	if len(seen) != producers*perProducer {
+		t.Errorf("%d distinct events, want %d", len(seen), producers*perProducer)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("event %s came out %d times", id, n)
+		}
+	}
+	if recs, _ := b.Dropped(); recs != 0 {
+		t.Errorf("Dropped = %d, want 0", recs)
+	}
+}
+
+// BenchmarkBufferAddTake measures the steady state of the hot path: one
+// 200-byte event in per Add, batches of 100 out.
+func BenchmarkBufferAddTake(b *testing.B) {
+	buf := NewBuffer(1 << 20)
+	buf.SetBatch(100, 1<<20)
+	e := sized(b, "0c1f9a52-7d1e-4b8e-9a64-2f3c5d7e9b10", 200)
+	b.ReportAllocs()
+	b.SetBytes(int64(e.Size()))
+	i := 0
+	for b.Loop() {
+		buf.Add(e)
+		i++
+		if i%100 == 0 {
+			buf.Take(100, 1<<20)
+			pending(buf)
+		}
+	}
+}

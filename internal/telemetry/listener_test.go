@@ -1,0 +1,404 @@
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+// harness is a Listener on loopback with a client and a channel that sees
+// every decoded event.
+type harness struct {
+	l      *Listener
+	buf    *Buffer
+	events chan Event
+	client *http.Client
+	url    string
+}
+
+// listen starts a listener on 127.0.0.1 and stops it when the test ends.
+// Every decoded event is copied to h.events, which is large enough that the
+// listener never waits on it in these tests.
+func listen(t *testing.T, o ListenerOptions) *harness {
+	t.Helper()
+	h := &harness{buf: NewBuffer(1 << 20), events: make(chan Event, 4096)}
+	o.Addr = "127.0.0.1:0"
+	if o.Buffer == nil {
+		o.Buffer = h.buf
+	}
+	if o.Now == nil {
+		o.Now = nowFunc
+	}
+	if o.OnEvent == nil {
+		o.OnEvent = func(e *Event) { h.events <- *e }
+	}
+	l, err := Listen(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.l = l
+	h.url = "http://" + l.Addr().String()
+	tr := &http.Transport{}
+	h.client = &http.Client{Transport: tr}
+	t.Cleanup(func() {
+		tr.CloseIdleConnections()
+		if err := l.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return h
+}
+
+// post sends body and returns the status code.
+func (h *harness) post(t *testing.T, body []byte) int {
+	t.Helper()
+	return h.do(t, http.MethodPost, body)
+}
+
+func (h *harness) do(t *testing.T, method string, body []byte) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, h.url+"/telemetry", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := h.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	if method != http.MethodPost && resp.StatusCode == http.StatusMethodNotAllowed {
+		if got := resp.Header.Get("Allow"); got != http.MethodPost {
+			t.Errorf("%s: Allow = %q, want POST", method, got)
+		}
+	}
+	return resp.StatusCode
+}
+
+// next waits for n events from the listener. It blocks until they arrive:
+// a lost event fails the test through go test's -timeout, never passes it.
+func (h *harness) next(n int) []Event {
+	out := make([]Event, 0, n)
+	for range n {
+		out = append(out, <-h.events)
+	}
+	return out
+}
+
+func (h *harness) close(t *testing.T) {
+	t.Helper()
+	if err := h.l.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+// noMoreEvents checks that nothing beyond what was expected was decoded. Call
+// it after Close, when the decoder has finished.
+func (h *harness) noMoreEvents(t *testing.T) {
+	t.Helper()
+	select {
+	case e := <-h.events:
+		t.Errorf("unexpected extra event %q %s", e.Type, e.Record)
+	default:
+	}
+}
+
+func sameEvents(t *testing.T, what string, got, want []Event) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d events %v, want %d %v", what, len(got), types(got), len(want), types(want))
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		if g.Type != w.Type || string(g.Record) != string(w.Record) || g.RequestID != w.RequestID || g.Level != w.Level || !g.Time.Equal(w.Time) {
+			t.Errorf("%s: event %d = %+v, want %+v", what, i, g, w)
+		}
+	}
+}
+
+func TestListenerDeliversInOrder(t *testing.T) {
+	h := listen(t, ListenerOptions{})
+	example := exampleBatch(t)
+	second := []byte(`[{"time":"2025-06-01T08:00:00.400Z","type":"function","record":"text line\n"},` +
+		`{"time":"2025-06-01T08:00:00.401Z","type":"extension","record":{"level":"DEBUG","message":"ext"}}]`)
+	for _, body := range [][]byte{example, second} {
+		if code := h.post(t, body); code != http.StatusOK {
+			t.Fatalf("POST answered %d, want 200", code)
+		}
+	}
+	want, _, cur := decode(example)
+	want = append(want, DecodeBatch(second, nowFunc, &cur, func() { t.Error("second batch malformed") })...)
+	if len(want) != 11 {
+		t.Fatalf("test setup: decoded %d events, want 11", len(want))
+	}
+	if want[9].RequestID != exampleRequestID || want[10].RequestID != exampleRequestID {
+		t.Fatalf("test setup: request ids of the second batch = %q, %q", want[9].RequestID, want[10].RequestID)
+	}
+
+	sameEvents(t, "OnEvent", h.next(len(want)), want)
+	// OnEvent runs after its batch is buffered, so the buffer is complete.
+	sameEvents(t, "Buffer", h.buf.Take(100, 1<<30), want)
+	if got, want := h.l.Stats(), (ListenerStats{Requests: 2, Events: 11}); got != want {
+		t.Errorf("Stats = %+v, want %+v", got, want)
+	}
+	h.close(t)
+	h.noMoreEvents(t)
+}
+
+func TestListenerMethods(t *testing.T) {
+	h := listen(t, ListenerOptions{})
+	for _, method := range []string{http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodHead, http.MethodPatch} {
+		t.Run(method, func(t *testing.T) {
+			if code := h.do(t, method, exampleBatch(t)); code != http.StatusMethodNotAllowed {
+				t.Errorf("%s answered %d, want 405", method, code)
+			}
+		})
+	}
+	h.close(t)
+	if got := h.l.Stats(); got != (ListenerStats{}) {
+		t.Errorf("Stats = %+v, want zero", got)
+	}
+	if n := h.buf.Len(); n != 0 {
+		t.Errorf("%d events buffered from non-POST requests", n)
+	}
+}
+
+func TestListenerMaxBody(t *testing.T) {
+	// Three events: body is "[" + e1 + "," + e2 + "," + e3 + "]".
+	e1 := `{"time":"2025-06-01T08:00:00.001Z","type":"function","record":"first"}`
+	e2 := `{"time":"2025-06-01T08:00:00.002Z","type":"function","record":"second"}`
+	e3 := `{"time":"2025-06-01T08:00:00.003Z","type":"function","record":"third"}`
+	body := "[" + e1 + "," + e2 + "," + e3 + "]"
+	huge := "[" + e1 + "," + e2 + "," + strings.Repeat(e3+",", 2000) + e3 + "]"
+	tests := []struct {
+		name          string
+		max           int64
+		body          string
+		want          []string // records
+		wantTruncated uint64
+		wantMalformed uint64
+	}{
+		{name: "under the cap", max: int64(len(body)) + 1, body: body, want: []string{`"first"`, `"second"`, `"third"`}},
+		{name: "exactly the cap", max: int64(len(body)), body: body, want: []string{`"first"`, `"second"`, `"third"`}},
+		// Only the closing bracket is lost: every event is complete.
+		{name: "one byte over", max: int64(len(body)) - 1, body: body, want: []string{`"first"`, `"second"`, `"third"`}, wantTruncated: 1},
+		{name: "cut inside the second event", max: int64(len("["+e1+",") + 10), body: body, want: []string{`"first"`}, wantTruncated: 1, wantMalformed: 1},
+		{name: "far over the cap", max: int64(len("["+e1+","+e2+",") + 5), body: huge, want: []string{`"first"`, `"second"`}, wantTruncated: 1, wantMalformed: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := listen(t, ListenerOptions{MaxBody: tt.max})
+			if code := h.post(t, []byte(tt.body)); code != http.StatusOK {
+				t.Fatalf("POST answered %d, want 200", code)
+			}
+			h.close(t) // waits for the decoder
+			var got []string
+			for _, e := range h.buf.Take(1<<20, 1<<30) {
+				got = append(got, string(e.Record))
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("buffered records = %q, want %q", got, tt.want)
+			}
+			st := h.l.Stats()
+			if st.Requests != 1 || st.Events != uint64(len(tt.want)) || st.Truncated != tt.wantTruncated || st.Malformed != tt.wantMalformed {
+				t.Errorf("Stats = %+v, want 1 request, %d events, %d truncated, %d malformed", st, len(tt.want), tt.wantTruncated, tt.wantMalformed)
+			}
+		})
+	}
+}
+
+func TestListenerDefaultMaxBody(t *testing.T) {
+	h := listen(t, ListenerOptions{})
+	// Lambda sends up to 2*maxBytes (2 MiB) plus metadata per POST; all of
+	// it must get through under the default cap.
+	line := `{"time":"2025-06-01T08:00:00.001Z","type":"function","record":"` + strings.Repeat("x", 1000) + `"}`
+	n := (2<<20)/len(line) + 10
+	body := "[" + strings.Repeat(line+",", n-1) + line + "]"
+	if code := h.post(t, []byte(body)); code != http.StatusOK {
+		t.Fatalf("POST answered %d, want 200", code)
+	}
+	h.next(n)
+	if st := h.l.Stats(); st.Truncated != 0 || st.Events != uint64(n) || st.Malformed != 0 {
+		t.Errorf("Stats = %+v, want %d events, nothing truncated or malformed", st, n)
+	}
+}
+
+func TestListenerLambdaDrops(t *testing.T) {
+	drop := func(records, bytes string) string {
+		return `{"time":"2025-06-01T08:00:00Z","type":"platform.logsDropped","record":{"reason":"Consumer seems to have fallen behind as it has not acknowledged receipt of logs.","droppedRecords":` + records + `,"droppedBytes":` + bytes + `}}`
+	}
+	h := listen(t, ListenerOptions{})
+	bodies := []string{
+		"[" + drop("3", "1024") + "," + ok1 + "]",
+		"[" + drop("2", "10") + "]",
+		// Nonsense counts are not added.
+		"[" + drop("-4", "-100") + "]",
+		// Records of other types are not counted even with the same keys.
+		`[{"time":"2025-06-01T08:00:00Z","type":"function","record":{"droppedRecords":100,"droppedBytes":100}}]`,
+	}
+	for _, b := range bodies {
+		if code := h.post(t, []byte(b)); code != http.StatusOK {
+			t.Fatalf("POST answered %d", code)
+		}
+	}
+	evs := h.next(5)
+	if evs[4].Type != "function" {
+		t.Fatalf("last event %q, want function", evs[4].Type)
+	}
+	// The counters are updated before OnEvent sees the event.
+	st := h.l.Stats()
+	if st.LambdaDroppedRecords != 5 || st.LambdaDroppedBytes != 1034 {
+		t.Errorf("Lambda drops = %d records, %d bytes; want 5, 1034", st.LambdaDroppedRecords, st.LambdaDroppedBytes)
+	}
+	if st.Events != 5 || st.Requests != 4 {
+		t.Errorf("Stats = %+v, want 4 requests, 5 events", st)
+	}
+}
+
+func TestListenerCarriesInvocationAcrossPosts(t *testing.T) {
+	h := listen(t, ListenerOptions{})
+	posts := []string{
+		`[{"time":"2025-06-01T08:00:00.315Z","type":"platform.start","record":{"requestId":"req-A"}}]`,
+		`[{"time":"2025-06-01T08:00:00.316Z","type":"function","record":"hello"}]`,
+	}
+	for _, p := range posts {
+		if code := h.post(t, []byte(p)); code != http.StatusOK {
+			t.Fatalf("POST answered %d", code)
+		}
+	}
+	if got := ids(h.next(2)); !slices.Equal(got, []string{"req-A", "req-A"}) {
+		t.Errorf("request ids = %q, want req-A twice", got)
+	}
+}
+
+func TestListenerMalformedCounted(t *testing.T) {
+	h := listen(t, ListenerOptions{})
+	posts := []string{
+		"",
+		"not json",
+		`[1,` + ok1 + `,"x"]`,
+		`[{"time":"soon","type":"function","record":"late"}]`,
+	}
+	for _, p := range posts {
+		if code := h.post(t, []byte(p)); code != http.StatusOK {
+			t.Fatalf("POST %q answered %d, want 200", p, code)
+		}
+	}
+	evs := h.next(2)
+	if string(evs[0].Record) != `"one"` || string(evs[1].Record) != `"late"` || !evs[1].Time.Equal(fixedNow) {
+		t.Errorf("events = %+v, want \"one\" then \"late\" at the listener's Now", evs)
+	}
+	h.close(t)
+	if got, want := h.l.Stats(), (ListenerStats{Requests: 4, Events: 2, Malformed: 4}); got != want {
+		t.Errorf("Stats = %+v, want %+v", got, want)
+	}
+}
+
+// TestListenerAnswersBeforeDecodingAndCloseDrains holds the decoder inside
+// OnEvent: POSTs must still be answered at once, and Close, once started,
+// must decode every body it had accepted.
+func TestListenerAnswersBeforeDecodingAndCloseDrains(t *testing.T) {
+	blocked, release := make(chan struct{}), make(chan struct{})
+	var seen []string // written by the decoder only, read after Close
+	h := listen(t, ListenerOptions{OnEvent: func(e *Event) {
+		if len(seen) == 0 {
+			close(blocked)
+			<-release
+		}
+		seen = append(seen, string(e.Record))
+	}})
+	post := func(record string) {
+		t.Helper()
+		body := `[{"time":"2025-06-01T08:00:00Z","type":"function","record":"` + record + `"}]`
+		if code := h.post(t, []byte(body)); code != http.StatusOK {
+			t.Fatalf("POST answered %d, want 200", code)
+		}
+	}
+	post("r0")
+	<-blocked // the decoder is stuck in OnEvent
+	var want []string
+	want = append(want, `"r0"`)
+	for i := 1; i <= 5; i++ {
+		r := "r" + strconv.Itoa(i)
+		post(r) // answered although nothing is being decoded
+		want = append(want, `"`+r+`"`)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- h.l.Close(context.Background()) }()
+	<-h.l.done // Close has stopped the server and told the decoder to finish
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if !slices.Equal(seen, want) {
+		t.Errorf("decoded %q, want %q", seen, want)
+	}
+	if got := ids(h.buf.Take(100, 1<<30)); len(got) != len(want) {
+		t.Errorf("buffered %d events, want %d", len(got), len(want))
+	}
+	// A second Close is harmless and returns at once.
+	if err := h.l.Close(context.Background()); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	// The port is released.
+	if _, err := h.client.Post(h.url, "application/json", strings.NewReader("[]")); err == nil {
+		t.Errorf("POST after Close succeeded")
+	}
+}
+
+// TestListenerServeHTTP calls the handler directly for what a loopback
+// client cannot produce: a body that fails while being read.
+func TestListenerServeHTTP(t *testing.T) {
+	h := listen(t, ListenerOptions{})
+	tests := []struct {
+		name     string
+		body     io.Reader
+		wantCode int
+		want     []string
+	}{
+		{name: "read error before anything", body: iotest.ErrReader(errors.New("connection reset")), wantCode: http.StatusBadRequest},
+		{name: "read error after an event", body: io.MultiReader(strings.NewReader("["+ok1+","), iotest.ErrReader(errors.New("connection reset"))), wantCode: http.StatusOK, want: []string{`"one"`}},
+		{name: "whole body", body: strings.NewReader("[" + ok3 + "]"), wantCode: http.StatusOK, want: []string{`"three"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			h.l.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", tt.body))
+			if rec.Code != tt.wantCode {
+				t.Fatalf("code = %d, want %d", rec.Code, tt.wantCode)
+			}
+			var got []string
+			for _, e := range h.next(len(tt.want)) {
+				got = append(got, string(e.Record))
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("decoded %q, want %q", got, tt.want)
+			}
+		})
+	}
+	h.close(t)
+	h.noMoreEvents(t)
+}
+
+func TestListenBindError(t *testing.T) {
+	h := listen(t, ListenerOptions{})
+	l, err := Listen(ListenerOptions{Addr: h.l.Addr().String(), Buffer: NewBuffer(1024)})
+	if err == nil {
+		l.Close(context.Background())
+		t.Fatalf("Listen on a port in use succeeded")
+	}
+	if !strings.Contains(err.Error(), "telemetry listener") {
+		t.Errorf("error %q does not say what failed", err)
+	}
+}

@@ -1,0 +1,220 @@
+package tests
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/o2-extension/o2-extension/internal/lambdatest"
+	"github.com/o2-extension/o2-extension/internal/openobserve/o2test"
+)
+
+// A sporadic function: every line is in OpenObserve before the extension
+// calls /next, exactly once, with the documented record shape; the last
+// platform.report arrives during SHUTDOWN, inside the deadline.
+func TestSporadicFunctionLinesArriveBeforeNext(t *testing.T) {
+	t.Parallel()
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			h := start(t, lambdatest.Options{LogFormat: format, FunctionName: "orders", MemoryMB: 512, Region: "eu-west-1"}, true)
+			marker := "sporadic-" + format
+			var want []string
+			var lastID string
+			for i := range 6 {
+				lines := make([]string, 20)
+				for j := range lines {
+					lines[j] = lambdatest.ScenarioLine(marker, i, j, 120)
+				}
+				want = append(want, lines...)
+				res, err := h.p.Invoke(t.Context(), lambdatest.Invocation{Lines: lines, Duration: 20 * time.Millisecond})
+				if err != nil {
+					t.Fatalf("invoke %d: %v", i, err)
+				}
+				if res.TimedOut {
+					t.Fatalf("invoke %d timed out", i)
+				}
+				// No waiting: the lines must already be stored when /next was called.
+				got := h.marked(marker)
+				for _, l := range lines {
+					if got[l] != 1 {
+						t.Fatalf("invoke %d: line %.40q stored %d times before /next, want 1", i, l, got[l])
+					}
+				}
+				lastID = res.RequestID
+			}
+			h.shutdown()
+			if lost, dup := exactlyOnce(t, want, h.marked(marker)); lost+dup > 0 {
+				t.Fatalf("lost %d, duplicated %d", lost, dup)
+			}
+
+			// Record shape.
+			var fn map[string]any
+			for _, r := range h.o2.StreamRecords(org, stream) {
+				if r["type"] == "function" {
+					fn = r
+					break
+				}
+			}
+			for k, want := range map[string]any{"function_name": "orders", "region": "eu-west-1"} {
+				if fn[k] != want {
+					t.Errorf("function record %s = %v, want %v", k, fn[k], want)
+				}
+			}
+			if _, ok := fn["_timestamp"].(int64); !ok {
+				t.Errorf("_timestamp = %T %v, want integer µs", fn["_timestamp"], fn["_timestamp"])
+			}
+			if id, _ := fn["requestid"].(string); len(id) != 36 {
+				t.Errorf("requestid = %q, want the invocation's request id", id)
+			}
+			if fn["memory_size_mb"] == nil || fn["function_version"] == nil {
+				t.Errorf("enrichment missing: %v", fn)
+			}
+			if format == "json" && fn["level"] != "INFO" {
+				t.Errorf("level = %v, want INFO for a JSON-format log", fn["level"])
+			}
+
+			// The last invocation's platform.report is produced after our
+			// /next and reaches OpenObserve during SHUTDOWN.
+			found := false
+			for _, r := range h.records("platform.report") {
+				if r["requestid"] == lastID {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("the last invocation's platform.report never arrived")
+			}
+			if n := len(h.records("o2-extension.summary")); n != 1 {
+				t.Errorf("summary records = %d, want 1", n)
+			}
+		})
+	}
+}
+
+// Fail open: without configuration the extension registers, never holds an
+// invocation, forwards nothing and says why, naming each variable.
+func TestFailOpenWithoutConfiguration(t *testing.T) {
+	t.Parallel()
+	h := start(t, lambdatest.Options{}, false, "O2_BATCH_SIZE=lots")
+	for i := range 3 {
+		res, err := h.p.Invoke(t.Context(), lambdatest.Invocation{Lines: []string{"hello"}})
+		if err != nil || res.TimedOut {
+			t.Fatalf("invoke %d: %+v %v", i, res, err)
+		}
+	}
+	h.shutdown()
+	out := h.p.Output()
+	for _, want := range []string{"configuration is invalid", "O2_ORGANIZATION_ID", "O2_AUTHORIZATION_HEADER", "O2_BATCH_SIZE"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "configuration is invalid"); n != 1 {
+		t.Errorf("configuration error logged %d times, want once", n)
+	}
+	if n := h.o2.Calls(); n != 0 {
+		t.Errorf("OpenObserve got %d requests, want none", n)
+	}
+}
+
+// A platform whose Telemetry API answers 202 (as AWS's emulator does): the
+// extension says so once and never waits for events that will not come.
+func TestTelemetryNotSupported(t *testing.T) {
+	t.Parallel()
+	h := start(t, lambdatest.Options{TelemetryNotSupported: true}, true)
+	for i := range 3 {
+		res, err := h.p.Invoke(t.Context(), lambdatest.Invocation{Lines: []string{"hello"}})
+		if err != nil || res.TimedOut {
+			t.Fatalf("invoke %d: %+v %v", i, res, err)
+		}
+		if res.PostRuntimeOverhead > time.Second {
+			t.Fatalf("invoke %d held for %v with no telemetry flowing", i, res.PostRuntimeOverhead)
+		}
+	}
+	h.shutdown()
+	if out := h.p.Output(); !strings.Contains(out, "202") {
+		t.Errorf("output does not mention the 202 answer:\n%s", out)
+	}
+}
+
+// Lambda Managed Instances: SHUTDOWN only, schema 2025-01-29, no
+// runtimeDone; lines flow in the background and the rest at SHUTDOWN.
+func TestManagedInstances(t *testing.T) {
+	t.Parallel()
+	h := start(t, lambdatest.Options{ManagedInstances: true}, true, "O2_FLUSH_INTERVAL_MS=200")
+	rep, err := h.p.Run(t.Context(), lambdatest.Scenario{Invocations: 20, Rate: 50, Lines: 10, LineSize: 80, Marker: "mi", Duration: 30 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, tail(h.p.Output()))
+	}
+	h.shutdown()
+	if lost, dup := exactlyOnce(t, rep.Lines, h.marked("mi")); lost+dup > 0 {
+		t.Fatalf("lost %d, duplicated %d", lost, dup)
+	}
+}
+
+// --health-check against the stand-in: one line per step, a verdict, the
+// right exit code, words a user can act on, and never the secret.
+func TestHealthCheck(t *testing.T) {
+	t.Parallel()
+	o2 := o2test.Run(t, o2test.Options{Orgs: []string{org}})
+	good := o2Env(o2)
+	secretAuth := o2test.BasicAuth(o2test.DefaultEmail, "Wr0ng-S3cret-Value")
+	closed := "http://127.0.0.1:1" // nothing listens on port 1
+	for _, tc := range []struct {
+		name     string
+		env      []string
+		wantCode int
+		want     []string
+	}{
+		{"pass", good, 0, []string{"[ok  ] configuration", "[ok  ] reachable", "[ok  ] credentials", "verdict: healthy", "Basic <redacted"}},
+		{"wrong password", append(good[:3:3], "O2_AUTHORIZATION_HEADER="+secretAuth), 1, []string{"[FAIL] credentials", "wrong credentials", "verdict: FAILED"}},
+		{"unknown org", append([]string{"O2_ORGANIZATION_ID=nope"}, good[0], good[2], good[3]), 1, []string{"[FAIL] credentials", "organization", "verdict: FAILED"}},
+		{"unreachable", append([]string{"O2_ENDPOINT=" + closed}, good[1:]...), 1, []string{"[FAIL] reachable", "unreachable", "verdict: FAILED"}},
+		{"missing variables", []string{"O2_ENDPOINT=" + o2.URL()}, 1, []string{"[FAIL] configuration", "O2_ORGANIZATION_ID is required", "O2_AUTHORIZATION_HEADER is required", "verdict: FAILED"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, code := runBinary(t, tc.env, "--health-check")
+			if code != tc.wantCode {
+				t.Errorf("exit code = %d, want %d\n%s", code, tc.wantCode, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			for _, secret := range []string{secretAuth, strings.TrimPrefix(secretAuth, "Basic "), "Wr0ng-S3cret-Value", o2test.DefaultSecret} {
+				if strings.Contains(out, secret) {
+					t.Errorf("output contains a secret %q:\n%s", secret, out)
+				}
+			}
+		})
+	}
+	// The check writes nothing.
+	if n := len(o2.Records()); n != 0 {
+		t.Errorf("health checks stored %d records, want 0", n)
+	}
+}
+
+func TestCLI(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{[]string{"--help"}, 0, "Usage:"},
+		{[]string{"-h"}, 0, "--health-check"},
+		{[]string{"--version"}, 0, "o2-extension "},
+		{[]string{"--nope"}, 2, "unknown flag"},
+		{[]string{"extra"}, 2, "unexpected argument"},
+		{nil, 1, "AWS_LAMBDA_RUNTIME_API is not set"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			out, code := runBinary(t, nil, tc.args...)
+			if code != tc.wantCode || !strings.Contains(out, tc.want) {
+				t.Errorf("exit %d, output:\n%s\nwant exit %d and %q", code, out, tc.wantCode, tc.want)
+			}
+		})
+	}
+}
