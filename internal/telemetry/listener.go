@@ -153,7 +153,7 @@ func (l *Listener) decodeLoop() {
 
 // wireEvent is one element of a Telemetry API batch.
 type wireEvent struct {
-	Time   string          `json:"time"`
+	Time   json.RawMessage `json:"time"`
 	Type   string          `json:"type"`
 	Record json.RawMessage `json:"record"`
 }
@@ -254,7 +254,7 @@ func makeEvent(w wireEvent, now func() time.Time, current *string) (Event, bool)
 	if w.Type == "" || len(w.Record) == 0 {
 		return Event{}, false
 	}
-	t, err := time.Parse(time.RFC3339Nano, w.Time)
+	t, err := time.Parse(time.RFC3339Nano, jsonString(w.Time))
 	if err != nil {
 		// Keep the event: its content matters more than its exact time.
 		t = now()
@@ -312,6 +312,16 @@ func (l *Listener) Close(ctx context.Context) error {
 		}
 		close(l.done)
 	})
-	l.wg.Wait()
-	return err
+	finished := make(chan struct{})
+	go func() {
+		l.wg.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+		return err
+	case <-ctx.Done():
+		// A decode backlog must not hold the process past its deadline.
+		return ctx.Err()
+	}
 }
