@@ -1,15 +1,181 @@
 #!/usr/bin/env bash
-# build.sh: build, package and test the o2-extension Lambda layer.
+# build.sh: build, package, check and test the o2-extension Lambda layer.
+# Run "./build.sh help" for the subcommands and variables.
 set -euo pipefail
-cd "$(dirname "$0")"
+
+# A relative DIST_DIR is the caller's; then work from the repository
+# root whatever the caller's directory.
+if [[ -n ${DIST_DIR:-} && $DIST_DIR != /* ]]; then
+	DIST_DIR=$PWD/$DIST_DIR
+fi
+case "${BASH_SOURCE[0]}" in
+*/*) cd "${BASH_SOURCE[0]%/*}" ;;
+esac
+
+# The module's main package and the name the layer zips are built from.
+readonly pkg=./cmd/o2-extension
+readonly name=o2-extension
+
+usage() {
+	cat <<'EOF'
+Usage: ./build.sh [SUBCOMMAND]
+
+Subcommands:
+  build    (default) build the extension for linux/amd64 and linux/arm64 and
+           package DIST_DIR/o2-extension-x86_64.zip and o2-extension-arm64.zip,
+           each holding extensions/o2-extension (mode 0755); check each zip
+           (layout, run bit, ELF machine, static) and print its size
+  test     the project's full test suite: check, then go test -race ./...
+  check    go vet ./... and gofmt (fails listing unformatted files)
+  clean    remove the zips and version files from DIST_DIR
+  version  print the version the build would stamp into the binary
+  help     print this help
+
+Variables:
+  BUILD_TARGETS  x86_64, arm64, or both (default: "x86_64 arm64")
+  DIST_DIR       where the zips go (default: dist in the repository)
+  BUILD_VERSION  the version to stamp (default: git describe --tags --always
+                 --dirty in a git checkout, else the VERSION file, else "dev")
+
+The zips are reproducible: the same commit, Go version and BUILD_VERSION give
+byte-identical zips (fixed timestamps and entry order, -trimpath).
+EOF
+}
+
+die() {
+	echo "build.sh: $*" >&2
+	exit 1
+}
+
+# need_go makes sure the go command is found: CI and our machines have it
+# in /usr/local/go/bin, which is not always on PATH.
+need_go() {
+	if ! command -v go >/dev/null 2>&1; then
+		if [[ -x /usr/local/go/bin/go ]]; then
+			PATH=/usr/local/go/bin:$PATH
+		else
+			die "the go command is not in PATH (install Go 1.26 from https://go.dev/dl/)"
+		fi
+	fi
+}
+
+# version prints the version to stamp: BUILD_VERSION, else git describe in
+# a git checkout, else the VERSION file (release tarballs have no .git),
+# else "dev". It refuses characters that -ldflags -X would split on.
+version() {
+	local v=${BUILD_VERSION:-}
+	if [[ -z $v ]] && command -v git >/dev/null 2>&1 && git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+		v=$(git describe --tags --always --dirty 2>/dev/null || true)
+	fi
+	if [[ -z $v && -f VERSION ]]; then
+		read -r v <VERSION || true
+	fi
+	v=${v:-dev}
+	if [[ ! $v =~ ^[A-Za-z0-9][A-Za-z0-9._+-]*$ ]]; then
+		die "version \"$v\" may only hold letters, digits and . _ + -"
+	fi
+	printf '%s\n' "$v"
+}
+
+# targets prints the Lambda architectures to build, one a line, from
+# BUILD_TARGETS (spaces or commas; Go's names are accepted too).
+targets() {
+	local list=${BUILD_TARGETS:-x86_64 arm64} t
+	for t in ${list//,/ }; do
+		case $t in
+		x86_64 | amd64) echo x86_64 ;;
+		arm64 | aarch64) echo arm64 ;;
+		*) die "BUILD_TARGETS: unknown target \"$t\" (want x86_64 and/or arm64)" ;;
+		esac
+	done | awk '!seen[$0]++' # keep the order, drop repeats
+}
+
+build() {
+	need_go
+	local v dist stage arches arch goarch
+	v=$(version)
+	arches=$(targets)
+	[[ -n $arches ]] || die "BUILD_TARGETS names no target"
+	dist=${DIST_DIR:-dist}
+	mkdir -p "$dist"
+	stage=$(mktemp -d "${TMPDIR:-/tmp}/o2-build.XXXXXX")
+	# shellcheck disable=SC2064 # expand now: $stage is local
+	trap "rm -rf '$stage'" EXIT
+
+	for arch in $arches; do
+		case $arch in
+		x86_64) goarch=amd64 ;;
+		arm64) goarch=arm64 ;;
+		esac
+		local zip=$dist/$name-$arch.zip
+		echo "==> $name $v for linux/$goarch"
+		# CGO_ENABLED=0: a static binary, as Lambda's /opt holds no libc of
+		# ours. -trimpath and -buildvcs=false: no path or checkout state in
+		# the binary, so it depends on the sources alone. GOAMD64/GOARM64
+		# pinned to the baseline every Lambda host runs (and the default),
+		# so a developer's own setting changes nothing.
+		env CGO_ENABLED=0 GOOS=linux GOARCH=$goarch GOAMD64=v1 GOARM64=v8.0 \
+			go build -trimpath -buildvcs=false \
+			-ldflags "-s -w -X main.version=$v" \
+			-o "$stage/$arch/$name" "$pkg"
+		go run ./scripts/mkzip -bin "$stage/$arch/$name" -o "$stage/$arch.zip" \
+			-comment "$name $v linux/$goarch"
+		# Check before publishing to DIST_DIR: a bad zip never lands there.
+		go run ./scripts/checkzip -arch "$arch" "$stage/$arch.zip" |
+			sed "s|$stage/$arch.zip|$zip|"
+		mv -f "$stage/$arch.zip" "$zip"
+		# deploy.sh puts the version in the layer's description.
+		printf '%s\n' "$v" >"$dist/$name-$arch.version"
+	done
+	echo "==> done: $(for arch in $arches; do printf '%s ' "$dist/$name-$arch.zip"; done)"
+}
+
+check() {
+	need_go
+	echo "==> go vet ./..."
+	go vet ./...
+	echo "==> gofmt"
+	# Every .go file the go command would see: not under testdata, vendor,
+	# or a directory starting with . or _ (the go tool ignores those).
+	local bad
+	bad=$(find . \( -name testdata -o -name vendor -o -name '.?*' -o -name '_*' \) -prune \
+		-o -type f -name '*.go' -exec gofmt -l {} +)
+	if [[ -n $bad ]]; then
+		echo "build.sh: these files are not gofmt-ed (run gofmt -w on them):" >&2
+		echo "$bad" >&2
+		exit 1
+	fi
+}
+
+clean() {
+	local dist=${DIST_DIR:-dist}
+	# Only what build writes, so a DIST_DIR pointing anywhere is safe.
+	rm -f "$dist/$name"-*.zip "$dist/$name"-*.version
+	if [[ -d $dist ]]; then
+		rmdir "$dist" 2>/dev/null || true
+	fi
+	echo "==> cleaned $dist"
+}
 
 cmd=${1:-build}
-case "$cmd" in
+if [[ $# -gt 1 ]]; then
+	usage >&2
+	exit 2
+fi
+case $cmd in
+build) build ;;
 test)
-	go vet ./...
+	check
+	echo "==> go test -race -count=1 ./..."
 	go test -race -count=1 ./...
 	;;
+check) check ;;
+clean) clean ;;
+version) version ;;
+help | -h | --help) usage ;;
 *)
-	go build ./...
+	echo "build.sh: unknown subcommand \"$cmd\"" >&2
+	usage >&2
+	exit 2
 	;;
 esac

@@ -66,9 +66,10 @@ type Options struct {
 	// Strategy chooses the flush mode per invocation.
 	Strategy strategy.Options
 
-	// OnEvent, if set, also sees every telemetry event (see
-	// telemetry.ListenerOptions.OnEvent).
-	OnEvent func(*telemetry.Event)
+	// Derive, if set, sees every telemetry event (on the listener's
+	// decoding goroutine; it must be quick) and returns records of its own
+	// to buffer, e.g. the per-tenant memory report.
+	Derive func(ev *telemetry.Event, now time.Time) []telemetry.Event
 
 	Logger     *logrus.Entry
 	HTTPClient *http.Client // for the Lambda APIs; must have no timeout
@@ -204,6 +205,13 @@ func (e *ext) stopTelemetry() {
 
 // onEvent runs on the listener's decoding goroutine for every event.
 func (e *ext) onEvent(ev *telemetry.Event) {
+	if e.o.Derive != nil {
+		// Before the tracker marks the report: SHUTDOWN waits for the last
+		// report and must then find what it derived already buffered.
+		if recs := e.o.Derive(ev, time.Now()); len(recs) > 0 {
+			e.buf.Add(recs...)
+		}
+	}
 	switch ev.Type {
 	case "platform.start":
 		e.tracker.mark(ev.RequestID, stageStart)
@@ -214,9 +222,6 @@ func (e *ext) onEvent(ev *telemetry.Event) {
 		e.mu.Unlock()
 	case "platform.report":
 		e.tracker.mark(ev.RequestID, stageReport)
-	}
-	if e.o.OnEvent != nil {
-		e.o.OnEvent(ev)
 	}
 }
 

@@ -248,6 +248,7 @@ func (t *Tracker) emitLocked(m mark, r report) []telemetry.Event {
 		Type:      RecordType,
 		Record:    t.appendRecord(nil, m, r),
 		RequestID: m.requestID,
+		Flat:      true,
 	}}
 }
 

@@ -1,0 +1,184 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/o2-extension/o2-extension/internal/lambdatest"
+	"github.com/o2-extension/o2-extension/internal/openobserve/o2test"
+)
+
+// A busy function (20 invocations/s) switches to continuous flushing within
+// its first invocations: /next is no longer held for a flush, and nothing
+// is lost or duplicated.
+func TestBusyFunctionSwitchesToContinuous(t *testing.T) {
+	t.Parallel()
+	h := start(t, lambdatest.Options{}, true)
+	rep, err := h.p.Run(t.Context(), lambdatest.Scenario{Invocations: 300, Rate: 20, Lines: 50, LineSize: 100, Marker: "busy", Duration: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, tail(h.p.Output()))
+	}
+	h.shutdown()
+	if lost, dup := exactlyOnce(t, rep.Lines, h.marked("busy")); lost+dup > 0 {
+		t.Fatalf("lost %d, duplicated %d", lost, dup)
+	}
+	out := h.p.Output()
+	if !strings.Contains(out, "flush mode: continuous") {
+		t.Fatalf("never switched to continuous:\n%s", tail(out))
+	}
+	// After the switch (the 10th start at the latest) invocations are not
+	// held for a flush: compare the held time of the first 10 with the rest.
+	after := overheads(rep.Invocations[20:])
+	before := overheads(rep.Invocations[:9])
+	if after[len(after)/2] >= before[len(before)/2] {
+		t.Errorf("median overhead after the switch %v is not below the end-of-invocation median %v", after[len(after)/2], before[len(before)/2])
+	}
+	t.Logf("overhead p50: end-of-invocation %v, continuous %v; requests %d", before[len(before)/2], after[len(after)/2], h.o2.Calls())
+}
+
+func overheads(invs []lambdatest.InvokeResult) []time.Duration {
+	d := make([]time.Duration, len(invs))
+	for i, inv := range invs {
+		d[i] = inv.PostRuntimeOverhead
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d
+}
+
+// Forced continuous with an interval and a batch too large to ever trigger:
+// nothing is sent during the run, and everything arrives in the final drain
+// at SHUTDOWN.
+func TestContinuousLeftoversGoOutAtShutdown(t *testing.T) {
+	t.Parallel()
+	h := start(t, lambdatest.Options{}, true, "O2_FLUSH_STRATEGY=continuous", "O2_FLUSH_INTERVAL_MS=600000", "O2_BATCH_SIZE=10000")
+	rep, err := h.p.Run(t.Context(), lambdatest.Scenario{Invocations: 5, Lines: 30, LineSize: 80, Marker: "drain", Gap: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if got := len(h.marked("drain")); got != 0 {
+		t.Fatalf("%d lines sent before SHUTDOWN, want none with a 10 min interval", got)
+	}
+	h.shutdown()
+	if lost, dup := exactlyOnce(t, rep.Lines, h.marked("drain")); lost+dup > 0 {
+		t.Fatalf("lost %d, duplicated %d", lost, dup)
+	}
+}
+
+// A long invocation turns periodic: its lines arrive while it runs, within
+// about one flush interval of being printed, not at its end.
+func TestLongInvocationFlushesPeriodically(t *testing.T) {
+	t.Parallel()
+	h := start(t, lambdatest.Options{FunctionTimeout: time.Minute}, true, "O2_LONG_RUNNING_MS=2000", "O2_FLUSH_INTERVAL_MS=1000")
+	const n = 60 // 10 lines/s over 6 s
+	lines := make([]string, n)
+	for i := range lines {
+		lines[i] = lambdatest.ScenarioLine("long", 0, i, 60)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.p.Invoke(t.Context(), lambdatest.Invocation{Lines: lines, Duration: 6 * time.Second})
+		done <- err
+	}()
+	// Line 30 is printed at about 3 s, past the 2 s threshold: it must be
+	// stored while the invocation still runs.
+	h.waitFor("a line printed after the threshold", 10*time.Second, func(s *o2test.Server) bool {
+		for _, r := range s.StreamRecords(org, stream) {
+			if r["record"] == lines[30] {
+				return true
+			}
+		}
+		return false
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("the invocation ended (%v) before its lines arrived: nothing was flushed while it ran", err)
+	default:
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("invoke: %v", err)
+	}
+	h.shutdown()
+	if lost, dup := exactlyOnce(t, lines, h.marked("long")); lost+dup > 0 {
+		t.Fatalf("lost %d, duplicated %d", lost, dup)
+	}
+	// Latency of the lines printed after the threshold.
+	printed := map[string]time.Time{}
+	for _, ev := range h.p.Events() {
+		if ev.Type == "function" {
+			printed[lambdatest.RecordText(ev.Record)] = ev.Time
+		}
+	}
+	var lat []time.Duration
+	for _, rq := range h.o2.Requests() {
+		var recs []map[string]any
+		if json.Unmarshal(rq.Body, &recs) != nil {
+			continue
+		}
+		for _, r := range recs {
+			if s, _ := r["record"].(string); printed[s].After(time.Time{}) {
+				if _, i, j, ok := lambdatest.ParseScenarioLine(s); ok && i == 0 && j >= 30 && j < n-10 {
+					lat = append(lat, rq.Time.Sub(printed[s]))
+				}
+			}
+		}
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	if len(lat) == 0 {
+		t.Fatal("no latency samples")
+	}
+	if p50 := lat[len(lat)/2]; p50 > 3*time.Second {
+		t.Errorf("median delivery latency after the threshold = %v, want about one 1 s interval", p50)
+	}
+	t.Logf("delivery latency after the threshold: p50 %v, max %v", lat[len(lat)/2], lat[len(lat)-1])
+}
+
+// The per-tenant memory report: every invocation logs a tenant mark and a
+// tenant.memory record with that invocation's memory arrives, the last one
+// during SHUTDOWN.
+func TestTenantMemoryReport(t *testing.T) {
+	t.Parallel()
+	h := start(t, lambdatest.Options{}, true)
+	tenants := map[string]string{} // request id -> tenant
+	for i := range 4 {
+		customer := fmt.Sprintf("acme-%d", i)
+		mark := fmt.Sprintf(`{"message":"customer-memory-report","customerId":%q}`, customer)
+		res, err := h.p.Invoke(t.Context(), lambdatest.Invocation{Lines: []string{"working", mark}})
+		if err != nil {
+			t.Fatalf("invoke %d: %v", i, err)
+		}
+		tenants[res.RequestID] = customer
+	}
+	h.shutdown()
+	memory := map[string]float64{}
+	for _, ev := range h.p.Events() {
+		if ev.Type == "platform.report" {
+			var r struct {
+				RequestID string
+				Metrics   struct{ MaxMemoryUsedMB float64 }
+			}
+			if err := json.Unmarshal(ev.Record, &r); err == nil {
+				memory[r.RequestID] = r.Metrics.MaxMemoryUsedMB
+			}
+		}
+	}
+	got := h.records("tenant.memory")
+	if len(got) != len(tenants) {
+		t.Fatalf("tenant.memory records = %d, want %d: %v", len(got), len(tenants), got)
+	}
+	for _, r := range got {
+		id, _ := r["requestid"].(string)
+		if r["customerid"] != tenants[id] {
+			t.Errorf("request %s: customerid = %v, want %s", id, r["customerid"], tenants[id])
+		}
+		if fmt.Sprint(r["memoryusage"]) != fmt.Sprint(memory[id]) {
+			t.Errorf("request %s: memoryusage = %v, want %v", id, r["memoryusage"], memory[id])
+		}
+		if r["function_name"] == nil || r["billeddurationms"] == nil {
+			t.Errorf("request %s: record lacks enrichment or billing fields: %v", id, r)
+		}
+	}
+}
