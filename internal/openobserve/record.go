@@ -237,9 +237,9 @@ func splitPoints(s string, limit int) []int {
 	return append(cuts, len(s))
 }
 
-// appendFlat appends one record whose fields are _timestamp, type, the keys
-// of the object obj, and the static fields.
-func (e *encoder) appendFlat(buf []byte, ev *telemetry.Event, obj []byte) []byte {
+// appendHead opens a record with its "_timestamp" (left out for a zero
+// time, so OpenObserve stamps it) and "type".
+func appendHead(buf []byte, ev *telemetry.Event) []byte {
 	buf = append(buf, '{')
 	if !ev.Time.IsZero() {
 		buf = append(buf, `"_timestamp":`...)
@@ -248,6 +248,13 @@ func (e *encoder) appendFlat(buf []byte, ev *telemetry.Event, obj []byte) []byte
 	}
 	buf = append(buf, `"type":`...)
 	buf = appendString(buf, ev.Type)
+	return buf
+}
+
+// appendFlat appends one record whose fields are _timestamp, type, the keys
+// of the object obj, and the static fields.
+func (e *encoder) appendFlat(buf []byte, ev *telemetry.Event, obj []byte) []byte {
+	buf = appendHead(buf, ev)
 	if inner := bytes.TrimSpace(obj[1 : len(obj)-1]); len(inner) > 0 {
 		buf = append(buf, ',')
 		buf = append(buf, inner...)
@@ -258,14 +265,7 @@ func (e *encoder) appendFlat(buf []byte, ev *telemetry.Event, obj []byte) []byte
 
 // appendRecord appends one record object with value val as its "record".
 func (e *encoder) appendRecord(buf []byte, ev *telemetry.Event, val []byte, part string, truncated bool) []byte {
-	buf = append(buf, '{')
-	if !ev.Time.IsZero() {
-		buf = append(buf, `"_timestamp":`...)
-		buf = strconv.AppendInt(buf, ev.Time.UnixMicro(), 10)
-		buf = append(buf, ',')
-	}
-	buf = append(buf, `"type":`...)
-	buf = appendString(buf, ev.Type)
+	buf = appendHead(buf, ev)
 	buf = append(buf, `,"record":`...)
 	buf = append(buf, val...)
 	if ev.RequestID != "" {
