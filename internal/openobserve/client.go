@@ -150,8 +150,9 @@ func NewClient(o Options) *Client {
 		tr = newTransport()
 	}
 	c.hc = &http.Client{
-		Transport: tr,
-		Timeout:   o.AttemptTimeout,
+		// Each attempt is bounded by running time, not wall time, so a
+		// freeze mid-request never causes a resend (see thawedTimeout).
+		Transport: thawedTimeout{next: tr, d: o.AttemptTimeout},
 		// A redirect would turn the POST into a GET (301/302) or send the
 		// data to a host O2_ENDPOINT does not name: report it instead.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
