@@ -25,7 +25,8 @@ Subcommands:
            package DIST_DIR/o2-extension-x86_64.zip and o2-extension-arm64.zip,
            each holding extensions/o2-extension (mode 0755); check each zip
            (layout, run bit, ELF machine, static) and print its size
-  test     the project's full test suite: check, then go test -race ./...
+  test     the project's full test suite: check, go test -race ./..., then a
+           short fuzz of the telemetry decoder (FUZZTIME, default 10s)
   check    go vet ./... and gofmt (fails listing unformatted files)
   clean    remove the zips and version files from DIST_DIR
   version  print the version the build would stamp into the binary
@@ -168,6 +169,11 @@ test)
 	check
 	echo "==> go test -race -count=1 ./..."
 	go test -race -count=1 ./...
+	# A short fuzz of the telemetry decoder on top of its seed corpus
+	# (internal/telemetry/testdata/fuzz); run it longer by hand with
+	# FUZZTIME=10m ./build.sh test.
+	echo "==> go test -fuzz=FuzzDecodeBatch -fuzztime=${FUZZTIME:-10s} ./internal/telemetry"
+	go test -run='^$' -fuzz=FuzzDecodeBatch -fuzztime="${FUZZTIME:-10s}" ./internal/telemetry
 	;;
 check) check ;;
 clean) clean ;;
