@@ -59,6 +59,8 @@ func (p *Platform) handleRegister(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "Extension.InvalidExtensionName", "Empty extension name")
 		return
 	}
+	// The only feature is accountId; unknown features are ignored, as
+	// RAPID does.
 	var accountID bool
 	for f := range strings.SplitSeq(r.Header.Get(hdrFeature), ",") {
 		if strings.TrimSpace(f) == "accountId" {
@@ -81,6 +83,7 @@ func (p *Platform) handleRegister(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// RAPID rejects the long-deprecated configurationKeys.
 	if len(req.ConfigurationKeys) > 0 {
 		writeError(w, http.StatusForbidden, "InvalidRequestFormat",
 			"configurationKeys are deprecated; use environment variables instead")
@@ -104,6 +107,8 @@ func (p *Platform) handleRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	external := proc != nil || len(p.o.Extensions) == 0
 	e := &extension{name: name, external: external, proc: proc, registeredAt: time.Now()}
+	// Events are validated before the registration state, as in RAPID, so
+	// a bad request reports its own fault even after init.
 	for _, ev := range req.Events {
 		var msg string
 		switch {
@@ -127,6 +132,7 @@ func (p *Platform) handleRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	var errType, msg string
 	switch {
+	// Registration closes when the runtime is ready (lambda-platform.md §1.4).
 	case p.regClosed:
 		errType, msg = "Extension.RegistrationClosed", "Extension registration closed already"
 	case slices.ContainsFunc(p.exts, func(x *extension) bool { return x.name == name }):
@@ -171,7 +177,7 @@ func (p *Platform) lookupLocked(w http.ResponseWriter, r *http.Request) *extensi
 	case !isUUID(id):
 		errType, msg = "Extension.InvalidExtensionIdentifier", "Invalid Lambda-Extension-Identifier"
 	case p.byID[id] == nil:
-		errType, msg = "Extension.UnknownExtensionIdentifier", "Unknown extension " + id
+		errType, msg = "Extension.UnknownExtensionIdentifier", "Unknown extension "+id
 	case p.byID[id].failed != "":
 		errType, msg = "Extension.InvalidExtensionState", "Extension reported an error and must exit"
 	default:
@@ -190,6 +196,8 @@ func (p *Platform) handleNext(w http.ResponseWriter, r *http.Request) {
 		p.mu.Unlock()
 		return
 	}
+	// Calling /next is how Lambda learns an extension is done with its
+	// last event: the invoke phase ends, or init does, when everyone has.
 	now := time.Now()
 	if e.gotShutdown && e.proc == nil && !e.exited {
 		// An in-process extension has nothing to exit: asking for more
@@ -203,7 +211,10 @@ func (p *Platform) handleNext(w http.ResponseWriter, r *http.Request) {
 	e.lastNext = now
 	e.waiting = true
 	p.broadcastLocked()
+	// Block without a timeout, as Lambda does: the extension sets none
+	// either (lambda-platform.md §1.2).
 	for len(e.queue) == 0 {
+		// A dropped connection means the extension is no longer waiting.
 		if p.closed || r.Context().Err() != nil {
 			e.waiting = false
 			p.broadcastLocked()
@@ -252,11 +263,15 @@ func (p *Platform) handleError(initPhase bool) http.HandlerFunc {
 			return
 		}
 		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+		// The value is kept as given; RAPID would replace a type not shaped
+		// Extension.Xxx by a default, which tests would only find confusing.
 		e.failed = errType
 		what := "exit/error"
 		if initPhase {
 			what = "init/error"
 		}
+		// During init the failure ends init (CompleteInit sees e.failed);
+		// later it is reported by the next Invoke.
 		if p.initDone {
 			p.failures = append(p.failures, fmt.Sprintf("extension %s called %s: %s", e.name, what, errType))
 		}
@@ -273,6 +288,8 @@ func (p *Platform) handleSubscribe(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, apiError{ErrorMessage: "Telemetry API is not supported", ErrorType: "Telemetry.NotSupported"})
 		return
 	}
+	// Identifier errors come first, then the closed subscription, then the
+	// body: a stranger learns nothing about the subscription's state.
 	p.mu.Lock()
 	e := p.lookupLocked(w, r)
 	closed := p.subClosed
@@ -295,6 +312,7 @@ func (p *Platform) handleSubscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// Init may have ended while the body was read.
 	p.mu.Lock()
 	if p.subClosed || p.closed || e.exited {
 		p.mu.Unlock()
@@ -398,6 +416,8 @@ func parseSubscription(body []byte, managed bool) (subscription, error) {
 	if d == nil {
 		return subscription{}, errors.New("destination is required")
 	}
+	// TCP (unacknowledged NDJSON) exists on Lambda but its destination
+	// shape is unverified; refusing it beats emulating it wrongly.
 	switch d.Protocol {
 	case "HTTP":
 	case "TCP":
@@ -417,6 +437,8 @@ func parseSubscription(body []byte, managed bool) (subscription, error) {
 	if h := u.Hostname(); h != "sandbox.localdomain" && h != "sandbox" {
 		return subscription{}, fmt.Errorf("destination URI %q: host must be sandbox.localdomain", d.URI)
 	}
+	// Without a port the listener could only be on :80, which an extension
+	// cannot bind; Lambda's examples always name one.
 	port, err := strconv.Atoi(u.Port())
 	if err != nil || port < 1 || port > 65535 {
 		return subscription{}, fmt.Errorf("destination URI %q: a port is required", d.URI)

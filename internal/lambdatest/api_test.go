@@ -165,12 +165,12 @@ func TestSubscribeHTTP(t *testing.T) {
 		return map[string]int{"maxItems": items, "maxBytes": bytes, "timeoutMs": timeout}
 	}
 	tests := []struct {
-		name     string
-		o        Options
+		name      string
+		o         Options
 		afterInit bool
-		req      func(l *listener) map[string]any
-		status   int
-		errType  string
+		req       func(l *listener) map[string]any
+		status    int
+		errType   string
 	}{
 		{name: "ok", req: func(l *listener) map[string]any { return subRequest("2022-12-13", l, nil) }, status: 200},
 		{name: "localhost refused", req: func(l *listener) map[string]any {

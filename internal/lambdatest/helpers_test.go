@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // testext is the path of the compiled test extension (TestMain).
@@ -259,18 +260,23 @@ func (l *listener) snapshot() []post {
 // context ends (the test then fails).
 func (l *listener) waitFor(ctx context.Context, what string, cond func([]Event) bool) {
 	l.t.Helper()
+	// A bound so that a broken platform fails the test quickly instead of
+	// hanging until the test binary's timeout.
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
 	for {
-		evs := l.delivered()
-		if cond(evs) {
-			return
-		}
+		// Take the channel before looking: a POST landing in between then
+		// still wakes us.
 		l.mu.Lock()
 		ch := l.changed
 		l.mu.Unlock()
+		if cond(l.delivered()) {
+			return
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			l.t.Fatalf("listener never got %s: %v", what, ctx.Err())
+			l.t.Fatalf("listener never got %s: %v (%d POSTs)", what, ctx.Err(), len(l.snapshot()))
 		}
 	}
 }

@@ -117,7 +117,6 @@ func (p *Platform) Invoke(ctx context.Context, inv Invocation) (InvokeResult, er
 	res.RuntimeDone = rtDone
 
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if !managed {
 		// The runtime responded at rtDone; responding and getting back to
 		// /next are instantaneous here.
@@ -159,12 +158,12 @@ func (p *Platform) Invoke(ctx context.Context, inv Invocation) (InvokeResult, er
 		res.PostRuntimeOverhead = max(0, deadline.Sub(rtDone))
 		end = deadline
 	default:
+		p.mu.Unlock()
 		return res, fmt.Errorf("lambdatest: invoke %s: %w", reqID, werr)
 	}
 
-	status := "success"
 	metrics := map[string]any{"durationMs": ms(end.Sub(start))}
-	rec := map[string]any{"requestId": reqID, "status": status, "metrics": metrics, "tracing": trace}
+	rec := map[string]any{"requestId": reqID, "status": "success", "metrics": metrics, "tracing": trace}
 	if res.TimedOut {
 		rec["status"], rec["errorType"] = "timeout", "Sandbox.Timedout"
 	}
@@ -193,10 +192,9 @@ func (p *Platform) Invoke(ctx context.Context, inv Invocation) (InvokeResult, er
 	p.emitLocked("platform.report", rec)
 	failures := p.failures
 	p.failures = nil
+	p.mu.Unlock()
 	if !managed {
-		p.mu.Unlock()
 		p.freeze(ctx)
-		p.mu.Lock()
 	}
 	if len(failures) > 0 {
 		return res, fmt.Errorf("%w: %s", ErrExtensionFailed, strings.Join(failures, "; "))

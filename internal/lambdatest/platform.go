@@ -156,14 +156,10 @@ func Start(ctx context.Context, o Options) (*Platform, error) {
 		return p, nil
 	}
 	for _, path := range o.Extensions {
-		pr, err := p.startProcess(path)
-		if err != nil {
+		if _, err := p.startProcess(path); err != nil {
 			p.Close()
 			return nil, fmt.Errorf("lambdatest: %w", err)
 		}
-		p.mu.Lock()
-		p.procs = append(p.procs, pr)
-		p.mu.Unlock()
 	}
 	if err := p.CompleteInit(ctx, 0); err != nil {
 		p.Close()
@@ -270,6 +266,9 @@ func (p *Platform) initFailureLocked() error {
 
 // describeInitErrLocked names who was missing when init timed out.
 func (p *Platform) describeInitErrLocked(ctx context.Context, err error) error {
+	if errors.Is(err, ErrExtensionFailed) || errors.Is(err, ErrClosed) {
+		return err
+	}
 	if !errors.Is(err, context.DeadlineExceeded) || ctx.Err() == nil {
 		return fmt.Errorf("lambdatest: init: %w", err)
 	}
@@ -384,16 +383,21 @@ func (p *Platform) PIDs() []int {
 	return pids
 }
 
-// DeliveryCounts returns, per subscribed extension name, the delivery POSTs
-// attempted and how many of them failed.
-func (p *Platform) DeliveryCounts() map[string][2]int {
+// DeliveryStats counts the delivery POSTs to one subscriber.
+type DeliveryStats struct {
+	Attempts int // POSTs tried, retries included
+	Failures int // POSTs that failed (connection error or non-2xx)
+}
+
+// Deliveries returns the delivery counts per subscribed extension name.
+func (p *Platform) Deliveries() map[string]DeliveryStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	m := map[string][2]int{}
+	m := map[string]DeliveryStats{}
 	for _, e := range p.exts {
 		if e.sub != nil {
 			a, f := e.sub.counts()
-			m[e.name] = [2]int{a, f}
+			m[e.name] = DeliveryStats{Attempts: a, Failures: f}
 		}
 	}
 	return m

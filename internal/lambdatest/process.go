@@ -55,7 +55,7 @@ func (p *Platform) childEnv() []string {
 	return append(env, o.Env...)
 }
 
-// startProcess starts path in its own process group, so that freezing and
+// startProcess starts path and lists it in p.procs, in its own process group, so that freezing and
 // killing reach every process it spawns, with its output captured line by
 // line.
 func (p *Platform) startProcess(path string) (*process, error) {
@@ -70,11 +70,17 @@ func (p *Platform) startProcess(path string) (*process, error) {
 	// A grandchild holding the pipes must not keep Wait from returning.
 	cmd.WaitDelay = time.Second
 	pr.cmd = cmd
+	// Holding the lock until the process is listed: it may register
+	// before Start returns, and must be recognised by its name.
+	p.mu.Lock()
 	if err := cmd.Start(); err != nil {
+		p.mu.Unlock()
 		return nil, fmt.Errorf("start extension %s: %w", path, err)
 	}
 	pr.pid = cmd.Process.Pid
 	pr.started = time.Now()
+	p.procs = append(p.procs, pr)
+	p.mu.Unlock()
 	p.wg.Go(func() {
 		err := cmd.Wait()
 		stdout.flush()
@@ -123,7 +129,9 @@ func (p *Platform) signal(pr *process, sig syscall.Signal) {
 	p.mu.Lock()
 	exited := pr.exited
 	p.mu.Unlock()
-	if !exited {
+	// pid > 0 always holds for a started process; the check keeps a bug
+	// from ever signalling our own process group (kill(-0)).
+	if !exited && pr.pid > 0 {
 		_ = syscall.Kill(-pr.pid, sig)
 	}
 }

@@ -167,14 +167,18 @@ func TestInitFailures(t *testing.T) {
 	}{
 		{"init error", []string{"TESTEXT_INIT_ERROR=1"}, "Extension.ConfigInvalid"},
 		{"crash", []string{"TESTEXT_CRASH_INIT=1"}, "exit code 3"},
-		{"wrong name", []string{"TESTEXT_NAME=not-the-file-name"}, "not registered under its file name"},
+		// Another name makes it an internal extension, which may not have SHUTDOWN.
+		{"internal with SHUTDOWN", []string{"TESTEXT_NAME=not-the-file-name"}, "Extension.InvalidEventType"},
+		// An internal INVOKE-only registration is fine, but the started file
+		// never registered.
+		{"wrong name", []string{"TESTEXT_NAME=not-the-file-name", "TESTEXT_EVENTS=INVOKE"}, "not registered under its file name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := Options{
 				Extensions:  []string{testext},
 				Env:         append([]string{"TESTEXT_OUT=" + filepath.Join(t.TempDir(), "facts")}, tt.env...),
-				InitTimeout: time.Second,
+				InitTimeout: 300 * time.Millisecond,
 			}
 			p, err := Start(t.Context(), o)
 			if err == nil {
@@ -196,7 +200,8 @@ func TestInitFailures(t *testing.T) {
 func TestScenario(t *testing.T) {
 	for _, format := range []string{"text", "json"} {
 		t.Run(format, func(t *testing.T) {
-			p, facts := startExt(t, Options{LogFormat: format}, "TESTEXT_TYPES=platform,function")
+			// Waiting for runtimeDone before /next makes every overhead positive.
+			p, facts := startExt(t, Options{LogFormat: format}, "TESTEXT_TYPES=platform,function", "TESTEXT_WAIT_RUNTIMEDONE=1")
 			marker := "MARK " + newUUID()[:8]
 			rep, err := p.Run(t.Context(), Scenario{Invocations: 4, Lines: 25, LineSize: 120, Marker: marker, Gap: time.Millisecond})
 			if err != nil {

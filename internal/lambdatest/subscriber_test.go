@@ -53,7 +53,7 @@ type fakeListener struct {
 	mu     sync.Mutex
 	at     []time.Time
 	bodies [][]Event
-	status func(n int) int      // reply for POST number n
+	status func(n int) int             // reply for POST number n
 	hold   func(n int) <-chan struct{} // optional: block POST n until closed
 }
 
