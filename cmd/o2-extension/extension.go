@@ -47,7 +47,7 @@ func runExtension(ctx context.Context, getenv func(string) string, stdout io.Wri
 		for _, w := range cfg.Warnings() {
 			log.Warn(w)
 		}
-		addr, host := listenAddress(ctx, cfg.ListenerPort)
+		addr, host := listenAddress(cfg.ListenerPort)
 		forced, auto, _ := strategy.ParseMode(string(cfg.FlushStrategy)) // validated by config
 		opts.Sender = newSender(cfg, getenv, log)
 		opts.Derive = tenantReport(cfg)
@@ -211,22 +211,45 @@ func extensionName() string {
 }
 
 // listenAddress picks the telemetry listener's address: the one
-// sandbox.localdomain resolves to (what Lambda dials), else 127.0.0.1 as on a
-// laptop or in CI; never all interfaces.
-func listenAddress(ctx context.Context, port int) (addr, host string) {
+// sandbox.localdomain has in /etc/hosts (what Lambda dials), else 127.0.0.1
+// as on a laptop or in CI; never all interfaces. Only the hosts file is
+// read: a DNS query would cost cold-start time and, inside a VPC, could
+// even answer for another host.
+func listenAddress(port int) (addr, host string) {
 	const sandbox = "sandbox.localdomain"
-	ip := "127.0.0.1"
-	lctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-	defer cancel()
-	if addrs, err := net.DefaultResolver.LookupIPAddr(lctx, sandbox); err == nil {
-		for _, a := range addrs {
-			if v4 := a.IP.To4(); v4 != nil {
-				ip = v4.String()
-				break
+	ip := hostsLookup("/etc/hosts", sandbox)
+	if ip == "" {
+		ip = "127.0.0.1"
+	}
+	return net.JoinHostPort(ip, strconv.Itoa(port)), sandbox
+}
+
+// hostsLookup returns the first IPv4 address the hosts file at path gives
+// name, or "".
+func hostsLookup(path, name string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for line := range strings.Lines(string(b)) {
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		ip := net.ParseIP(f[0])
+		if ip == nil || ip.To4() == nil {
+			continue
+		}
+		for _, h := range f[1:] {
+			if strings.EqualFold(h, name) {
+				return ip.To4().String()
 			}
 		}
 	}
-	return net.JoinHostPort(ip, strconv.Itoa(port)), sandbox
+	return ""
 }
 
 // newLogger writes logfmt lines without colours or timestamps (CloudWatch
