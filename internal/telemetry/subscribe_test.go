@@ -2,130 +2,109 @@ package telemetry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
-	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/o2-extension/o2-extension/internal/lambdatest"
 )
 
-// seenRequest is what the fake Telemetry API received.
-type seenRequest struct {
-	method, path, id, contentType string
-	body                          []byte
-}
-
-// fakeTelemetryAPI answers every request with status and reply and reports
-// what it received on the returned channel.
-func fakeTelemetryAPI(t *testing.T, status int, reply string) (runtimeAPI string, seen <-chan seenRequest) {
+// platform starts the emulated Lambda platform in in-process mode and
+// registers a client, returning the runtime API address and its identifier.
+func platform(t *testing.T, o lambdatest.Options) (runtimeAPI, id string, p *lambdatest.Platform) {
 	t.Helper()
-	ch := make(chan seenRequest, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			t.Errorf("fake API: reading body: %v", err)
-		}
-		ch <- seenRequest{r.Method, r.URL.Path, r.Header.Get("Lambda-Extension-Identifier"), r.Header.Get("Content-Type"), body}
-		w.WriteHeader(status)
-		io.WriteString(w, reply)
-	}))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://"), ch
+	p, err := lambdatest.Start(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	req, _ := http.NewRequest(http.MethodPost, "http://"+p.URL()+"/2020-01-01/extension/register", strings.NewReader(`{"events":[]}`))
+	req.Header.Set("Lambda-Extension-Name", "telemetry-test")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("register: %s", resp.Status)
+	}
+	return p.URL(), resp.Header.Get("Lambda-Extension-Identifier"), p
 }
 
+// Subscribe against the emulated platform, which validates the request as
+// lambda-platform.md §2.1 says Lambda does.
 func TestSubscribe(t *testing.T) {
-	sub := Subscription{
+	good := Subscription{
 		SchemaVersion: SchemaDefault,
 		Types:         []string{"platform", "function", "extension"},
 		Buffering:     LowLatency,
-		Destination:   Destination{Protocol: "HTTP", URI: "http://sandbox.localdomain:4323/telemetry"},
+		Destination:   Destination{Protocol: "HTTP", URI: "http://sandbox.localdomain:4323"},
 	}
-	// The body of lambda-platform.md §2.1, key for key.
-	wantBody := map[string]any{
-		"schemaVersion": "2022-12-13",
-		"types":         []any{"platform", "function", "extension"},
-		"buffering":     map[string]any{"maxItems": 1000.0, "maxBytes": 262144.0, "timeoutMs": 25.0},
-		"destination":   map[string]any{"protocol": "HTTP", "URI": "http://sandbox.localdomain:4323/telemetry"},
+	with := func(f func(*Subscription)) Subscription {
+		s := good
+		f(&s)
+		return s
 	}
 	tests := []struct {
-		name    string
-		status  int
-		reply   string
-		wantErr error // nil, ErrNotSupported or a *SubscribeError
+		name       string
+		opts       lambdatest.Options
+		sub        Subscription
+		badID      bool
+		wantErr    error // nil or ErrNotSupported
+		wantStatus int   // for a *SubscribeError
+		wantType   string
 	}{
-		{name: "subscribed", status: http.StatusOK, reply: `"OK"`},
-		{name: "emulator stub", status: http.StatusAccepted, reply: `{"errorType":"Telemetry.NotSupported","errorMessage":"Telemetry API is not supported"}`, wantErr: ErrNotSupported},
-		{
-			name: "validation error", status: http.StatusBadRequest,
-			reply:   `{"errorType":"ValidationError","errorMessage":"URI port is not provided; types should not be empty"}`,
-			wantErr: &SubscribeError{Status: 400, Type: "ValidationError", Message: "URI port is not provided; types should not be empty"},
-		},
-		{
-			name: "subscription closed", status: http.StatusForbidden,
-			reply:   `{"errorType":"Telemetry.SubscriptionClosed","errorMessage":"subscription closed"}`,
-			wantErr: &SubscribeError{Status: 403, Type: "Telemetry.SubscriptionClosed", Message: "subscription closed"},
-		},
-		{name: "plain-text failure", status: http.StatusInternalServerError, reply: "internal failure\n", wantErr: &SubscribeError{Status: 500, Message: "internal failure"}},
-		{name: "empty failure", status: http.StatusInternalServerError, wantErr: &SubscribeError{Status: 500}},
-		{name: "not found", status: http.StatusNotFound, reply: "404 page not found\n", wantErr: &SubscribeError{Status: 404, Message: "404 page not found"}},
+		{name: "subscribed", sub: good},
+		{name: "runtime interface emulator", opts: lambdatest.Options{TelemetryNotSupported: true}, sub: good, wantErr: ErrNotSupported},
+		{name: "buffering out of range", sub: with(func(s *Subscription) { s.Buffering.MaxItems = 5 }), wantStatus: 400, wantType: "ValidationError"},
+		{name: "destination not the sandbox", sub: with(func(s *Subscription) { s.Destination.URI = "http://localhost:4323" }), wantStatus: 400, wantType: "ValidationError"},
+		{name: "managed instances need 2025-01-29", opts: lambdatest.Options{ManagedInstances: true}, sub: good, wantStatus: 400},
+		{name: "managed instances", opts: lambdatest.Options{ManagedInstances: true}, sub: with(func(s *Subscription) { s.SchemaVersion = SchemaManagedInstances })},
+		{name: "unknown identifier", sub: good, badID: true, wantStatus: 403},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			api, seen := fakeTelemetryAPI(t, tt.status, tt.reply)
-			err := Subscribe(t.Context(), &http.Client{}, api, "ext-id-1234", sub)
-
-			switch want := tt.wantErr.(type) {
-			case nil:
-				if err != nil {
-					t.Errorf("Subscribe = %v, want nil", err)
-				}
-			case *SubscribeError:
-				var got *SubscribeError
-				if !errors.As(err, &got) {
-					t.Fatalf("Subscribe = %v (%T), want *SubscribeError", err, err)
-				}
-				if *got != *want {
-					t.Errorf("Subscribe = %+v, want %+v", *got, *want)
-				}
-				if errors.Is(err, ErrNotSupported) {
-					t.Errorf("a refusal must not read as ErrNotSupported")
-				}
-			default:
-				if !errors.Is(err, want) {
-					t.Errorf("Subscribe = %v, want %v", err, want)
-				}
+			api, id, p := platform(t, tt.opts)
+			if tt.badID {
+				id = "7f1e6a2c-0000-4000-8000-000000000000"
 			}
-
-			r := <-seen
-			if r.method != http.MethodPut || r.path != "/2022-07-01/telemetry" {
-				t.Errorf("request = %s %s, want PUT /2022-07-01/telemetry", r.method, r.path)
+			err := Subscribe(t.Context(), http.DefaultClient, api, id, tt.sub)
+			switch {
+			case tt.wantStatus != 0:
+				se, ok := errors.AsType[*SubscribeError](err)
+				if !ok {
+					t.Fatalf("err = %v, want a *SubscribeError", err)
+				}
+				if se.Status != tt.wantStatus || (tt.wantType != "" && se.Type != tt.wantType) || se.Message == "" {
+					t.Errorf("err = %+v, want status %d type %q and a message", se, tt.wantStatus, tt.wantType)
+				}
+			case !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil):
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
 			}
-			if r.id != "ext-id-1234" {
-				t.Errorf("Lambda-Extension-Identifier = %q, want ext-id-1234", r.id)
-			}
-			if r.contentType != "application/json" {
-				t.Errorf("Content-Type = %q, want application/json", r.contentType)
-			}
-			var body map[string]any
-			if err := json.Unmarshal(r.body, &body); err != nil {
-				t.Fatalf("body %s: %v", r.body, err)
-			}
-			if !reflect.DeepEqual(body, wantBody) {
-				t.Errorf("body = %s\nwant %v", r.body, wantBody)
+			if tt.wantErr == nil && tt.wantStatus == 0 {
+				subscribed := false
+				for _, ev := range p.Events() {
+					subscribed = subscribed || ev.Type == "platform.telemetrySubscription"
+				}
+				if !subscribed {
+					t.Error("the platform emitted no platform.telemetrySubscription")
+				}
 			}
 		})
 	}
 }
 
 func TestSubscribeTransportErrors(t *testing.T) {
-	closed := httptest.NewServer(http.NotFoundHandler())
-	closedAddr := strings.TrimPrefix(closed.URL, "http://")
-	closed.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedAddr := ln.Addr().String()
+	ln.Close() // nothing listens there any more
 
-	api, _ := fakeTelemetryAPI(t, http.StatusOK, `"OK"`)
+	api, _, _ := platform(t, lambdatest.Options{})
 	canceled, cancel := context.WithCancel(t.Context())
 	cancel()
 
