@@ -85,6 +85,10 @@ type ext struct {
 	listener *telemetry.Listener
 	flusher  *flusher
 	tracker  *tracker
+	// stopBackground cancels the context of every drain the flusher starts
+	// on its own (kicks, full batches, intervals); the final drain at
+	// SHUTDOWN has a context of its own.
+	stopBackground context.CancelFunc
 
 	mu          sync.Mutex // guards sel
 	sel         *strategy.Selector
@@ -186,7 +190,9 @@ func (e *ext) startTelemetry(ctx context.Context) error {
 		return err
 	}
 	e.flusher = newFlusher(e.buf, o.Sender, e.log, o.BatchCount, o.BatchBytes, o.FlushInterval)
-	e.flusher.start(context.WithoutCancel(ctx))
+	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.stopBackground = cancel
+	e.flusher.start(bctx)
 	if o.ManagedInstances {
 		e.flusher.setContinuous(true)
 	}
@@ -400,6 +406,13 @@ func (e *ext) shutdown(ctx context.Context, deadline time.Time, reason string) {
 		wait.Stop()
 	}
 	e.flusher.flush(sctx, true)
+	// Out of time, or everything sent. A full batch or an interval may
+	// still start a background drain (even after the final one), and
+	// stopping the flusher cancels only a drain already running: one that
+	// starts just after would hold the exit on a slow backend past the
+	// deadline. Cancelling their common context makes any such drain
+	// return at once.
+	e.stopBackground()
 	e.flusher.stop()
 	lctx, lcancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	_ = e.listener.Close(lctx)
