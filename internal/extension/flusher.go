@@ -61,6 +61,10 @@ type FlushStats struct {
 type flushRequest struct {
 	ctx   context.Context
 	final bool
+	// limit bounds how many events the drain takes (0: until the buffer is
+	// empty). A kick at INVOKE sends only the leftovers from before the
+	// freeze: the new invocation's own events wait for their flush rule.
+	limit int
 	done  chan struct{}
 }
 
@@ -139,10 +143,11 @@ func (f *flusher) poke() {
 	}
 }
 
-// kick asks for a drain in the background, without waiting for it.
-func (f *flusher) kick() {
+// kick asks for a drain in the background, without waiting for it, of at
+// most limit events (0: everything).
+func (f *flusher) kick(limit int) {
 	select {
-	case f.reqs <- flushRequest{}:
+	case f.reqs <- flushRequest{limit: limit}:
 	default:
 		// A drain is already queued; it will take these events too.
 	}
@@ -221,32 +226,36 @@ func (f *flusher) run(ctx context.Context) {
 					more = false
 				}
 			}
-			final := false
+			final, limit := false, 0
 			dctx := ctx
-			for _, r := range batch {
+			for i, r := range batch {
 				if r.final {
 					final, dctx = true, r.ctx
 				}
+				if i == 0 || (limit > 0 && (r.limit == 0 || r.limit > limit)) {
+					limit = r.limit // the widest request wins
+				}
 			}
-			f.drain(dctx, final)
+			f.drain(dctx, final, limit)
 			for _, r := range batch {
 				if r.done != nil {
 					close(r.done)
 				}
 			}
 		case <-f.buf.Full():
-			f.drain(ctx, false)
+			f.drain(ctx, false, 0)
 		case <-tick:
 			if time.Since(f.lastFlush()) >= f.interval {
-				f.drain(ctx, false)
+				f.drain(ctx, false, 0)
 			}
 		case <-f.wake:
 		}
 	}
 }
 
-// drain sends batches until the buffer is empty, a send fails, or ctx ends.
-func (f *flusher) drain(ctx context.Context, final bool) {
+// drain sends batches until the buffer is empty (or limit events were
+// taken, when limit > 0), a send fails, or ctx ends.
+func (f *flusher) drain(ctx context.Context, final bool, limit int) {
 	now := time.Now()
 	// Recorded even when paused, so interval flushing waits a full interval
 	// before trying again instead of spinning.
@@ -276,8 +285,14 @@ func (f *flusher) drain(ctx context.Context, final bool) {
 	report := f.dropReport()
 	var failed, missing int
 	var lastErr string
-	for dctx.Err() == nil {
-		evs := f.buf.Take(f.batchCount, f.batchBytes)
+	taken := 0
+	for dctx.Err() == nil && (limit == 0 || taken < limit) {
+		n := f.batchCount
+		if limit > 0 {
+			n = min(n, limit-taken)
+		}
+		evs := f.buf.Take(n, f.batchBytes)
+		taken += len(evs)
 		if report != nil {
 			// The drop report rides with the first batch rather than going
 			// through the full buffer, where it would push out more data.

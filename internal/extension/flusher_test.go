@@ -108,7 +108,7 @@ func TestContinuousFlushesEveryIntervalOnly(t *testing.T) {
 		s := &fakeSender{}
 		f, buf := newTestFlusher(t, s, 1<<20, 100, 5*time.Second)
 		f.setContinuous(true)
-		f.kick() // first flush at once: nothing to send yet
+		f.kick(0) // first flush at once: nothing to send yet
 		synctest.Wait()
 		buf.Add(events(1)...)
 		time.Sleep(4 * time.Second)
@@ -272,6 +272,26 @@ func TestDropsAreReportedAsARecord(t *testing.T) {
 		}
 		if n != 1 {
 			t.Errorf("drop records = %d, want 1", n)
+		}
+	})
+}
+
+// A kick at INVOKE sends the leftovers it saw, not what arrives meanwhile.
+func TestKickIsBoundedToTheLeftovers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &fakeSender{}
+		f, buf := newTestFlusher(t, s, 1<<20, 3, time.Hour)
+		buf.SetBatch(1000, 1<<30)
+		buf.Add(events(10)...)
+		f.kick(4)
+		synctest.Wait()
+		calls, got := s.snapshot()
+		checkOrder(t, got, 4)
+		if calls != 2 {
+			t.Errorf("sends = %d, want 2 (a batch of 3, then 1)", calls)
+		}
+		if n := buf.Len(); n != 6 {
+			t.Errorf("left buffered = %d, want 6", n)
 		}
 	})
 }

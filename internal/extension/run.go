@@ -263,7 +263,9 @@ func (e *ext) invoke(ctx context.Context, ev Event) {
 		// Continuous (or forced periodic): /next at once; leftovers from
 		// before the freeze go out in the background.
 		e.flusher.setContinuous(true)
-		e.flusher.kick()
+		if n := e.buf.Len(); n > 0 {
+			e.flusher.kick(n)
+		}
 		return
 	}
 	e.flusher.setContinuous(false)
@@ -336,7 +338,7 @@ func (e *ext) waitRuntimeDone(ctx context.Context, id string, start, deadline ti
 				e.mu.Unlock()
 			}
 			lastKick = time.Now()
-			e.flusher.kick()
+			e.flusher.kick(0)
 		case <-deadlineTimer.C:
 			e.endWithoutRuntimeDone(id)
 			return false
