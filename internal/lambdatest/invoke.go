@@ -262,7 +262,7 @@ func (p *Platform) memoryUsedMBLocked() int64 {
 		if hwm, err := readVmHWM(pr.pid); err == nil && !pr.exited {
 			total += hwm
 		} else {
-			total += max(pr.hwm, pr.maxRSS)
+			total += pr.hwm
 		}
 	}
 	return max(1, (total+(1<<20)-1)>>20)
@@ -533,8 +533,9 @@ type Stats struct {
 	// InitDuration runs from the process start (in-process: Start) to its
 	// first /next.
 	InitDuration time.Duration
-	// PeakRSSBytes is the peak resident memory: VmHWM sampled while it
-	// ran, or wait4's Maxrss after exit, whichever is larger.
+	// PeakRSSBytes is the peak resident memory: the largest VmHWM read
+	// from /proc while it ran (sampled every 10 ms, and at each freeze).
+	// wait4's Maxrss is not used: it includes the forking process's memory.
 	PeakRSSBytes int64
 	// CPUSeconds is user+system CPU time, from rusage after exit (or
 	// /proc/PID/stat while it runs).
@@ -552,7 +553,7 @@ func (p *Platform) Stats() Stats {
 		if e := pr.ext; e != nil && !e.firstNext.IsZero() {
 			st.InitDuration = e.firstNext.Sub(pr.started)
 		}
-		st.PeakRSSBytes = max(pr.hwm, pr.maxRSS)
+		st.PeakRSSBytes = pr.hwm
 		if pr.exited {
 			st.CPUSeconds = pr.cpu.Seconds()
 		} else {
