@@ -144,13 +144,10 @@ func trustVmHWM(pid int) (int64, error) {
 // (its high-water mark since exec) until it exits, and returns the highest
 // value read: the peak over its whole life but its last milliseconds.
 //
-// BUG: h.p.Stats().PeakRSSBytes after Shutdown cannot be used for this: it
-// is max(VmHWM samples, rusage Maxrss), and on Linux a child's Maxrss keeps
-// the high-water mark of the memory it had before exec, which for a Go
-// parent (fork with CLONE_VM) is the test process's own: in a test process
-// that has grown to 80 MB it reports about 85 MB for a 20 MB extension
-// (internal/lambdatest/process.go processExited, invoke.go Stats). Both
-// figures are logged.
+// h.p.Stats().PeakRSSBytes samples every 10 ms; this samples every 2 ms
+// through SHUTDOWN, where the final flush may set the peak. (It once used
+// rusage's Maxrss too, which on Linux carries the forking test process's
+// own memory; the emulator no longer does.)
 func trustShutdownPeakRSS(t *testing.T, h *harness) (lambdatest.ShutdownResult, int64) {
 	t.Helper()
 	pid := h.p.PIDs()[0]
