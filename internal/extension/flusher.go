@@ -94,6 +94,7 @@ type flusher struct {
 	pausedUntil   time.Time
 	cancelCurrent context.CancelFunc
 	running       chan struct{} // closed when the drain in progress ends
+	runningSince  time.Time     // when the drain in progress started
 	reportedDrop  uint64        // buffer drops already reported
 	lastAuthLog   time.Time
 }
@@ -191,6 +192,16 @@ func (f *flusher) current() <-chan struct{} {
 	return f.running
 }
 
+// busySince is when the drain in progress started, or zero when none runs.
+func (f *flusher) busySince() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.running == nil {
+		return time.Time{}
+	}
+	return f.runningSince
+}
+
 // lastFlush is when the last drain started (zero if none).
 func (f *flusher) lastFlush() time.Time {
 	ns := f.lastStart.Load()
@@ -272,6 +283,7 @@ func (f *flusher) drain(ctx context.Context, final bool, limit int) {
 	f.mu.Lock()
 	f.cancelCurrent = cancel
 	f.running = running
+	f.runningSince = now
 	f.stats.Flushes++
 	f.mu.Unlock()
 	defer func() {

@@ -1,6 +1,7 @@
 package extension
 
 import (
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -92,4 +93,32 @@ func TestWaitRuntimeDoneIsBounded(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A backend that hangs costs one flush budget, not one per invocation.
+func TestStuckDrainDoesNotHoldEveryInvocation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &fakeSender{hold: make(chan struct{})}
+		f, buf := newTestFlusher(t, s, 1<<20, 100, 5*time.Second)
+		e := &ext{o: Options{FlushInterval: 5 * time.Second, FlushBudget: 2 * time.Second}, log: quietLog(), flusher: f, buf: buf,
+			tracker: newTracker(), sel: strategy.New(strategy.Options{Auto: true}), modeCounts: map[strategy.Mode]int{}}
+		held := make([]time.Duration, 3)
+		for i := range held {
+			id := fmt.Sprintf("req-%d", i)
+			e.tracker.mark(id, stageStart)
+			e.tracker.mark(id, stageDone)
+			buf.Add(events(1)...)
+			start := time.Now()
+			e.invoke(t.Context(), Event{EventType: EventInvoke, RequestID: id, DeadlineMs: start.Add(time.Minute).UnixMilli()})
+			held[i] = time.Since(start)
+		}
+		if held[0] != 2*time.Second || held[1] != 0 || held[2] != 0 {
+			t.Fatalf("held %v, want [2s 0s 0s]: one budget for a stuck backend, not one per invocation", held)
+		}
+		close(s.hold)
+		synctest.Wait()
+		if _, got := s.snapshot(); len(got) != 3 {
+			t.Fatalf("delivered %d events after the backend answered, want 3", len(got))
+		}
+	})
 }

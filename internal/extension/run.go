@@ -272,6 +272,14 @@ func (e *ext) invoke(ctx context.Context, ev Event) {
 	if !e.waitRuntimeDone(ctx, ev.RequestID, now, deadline) {
 		return
 	}
+	if since := e.flusher.busySince(); !since.IsZero() && time.Since(since) >= e.o.FlushBudget {
+		// A drain has been stuck on a slow or hanging backend for longer
+		// than a whole budget: waiting again would bill every invocation
+		// the full budget for nothing. It carries on in the background and
+		// takes this invocation's data when the backend answers.
+		e.warnRarely("OpenObserve is not answering; invocations are no longer held for it")
+		return
+	}
 	budget := time.Now().Add(e.o.FlushBudget)
 	if deadline.Before(budget) {
 		budget = deadline
