@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -43,6 +44,9 @@ func run(ctx context.Context, args []string) error {
 	strategy := fs.String("strategy", "", "O2_FLUSH_STRATEGY for the run (auto, end, continuous, periodic)")
 	verbose := fs.BoolP("verbose", "v", false, "show the extension's own output")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil // pflag has printed the usage
+		}
 		return err
 	}
 
