@@ -254,7 +254,7 @@ func makeEvent(w wireEvent, now func() time.Time, current *string) (Event, bool)
 	if w.Type == "" || len(w.Record) == 0 {
 		return Event{}, false
 	}
-	t, err := time.Parse(time.RFC3339Nano, jsonString(w.Time))
+	t, err := time.Parse(time.RFC3339Nano, StringValue(w.Time))
 	if err != nil {
 		// Keep the event: its content matters more than its exact time.
 		t = now()
@@ -263,8 +263,8 @@ func makeEvent(w wireEvent, now func() time.Time, current *string) (Event, bool)
 	if w.Record[0] == '{' {
 		var f recordFields
 		if json.Unmarshal(w.Record, &f) == nil {
-			e.RequestID = jsonString(f.RequestID)
-			e.Level = jsonString(f.Level)
+			e.RequestID = StringValue(f.RequestID)
+			e.Level = StringValue(f.Level)
 		}
 	}
 	switch {
@@ -276,8 +276,9 @@ func makeEvent(w wireEvent, now func() time.Time, current *string) (Event, bool)
 	return e, true
 }
 
-// jsonString returns the value of a raw JSON string, or "" for anything else.
-func jsonString(raw json.RawMessage) string {
+// StringValue returns the value of a raw JSON string, or "" for anything
+// else (a number, an object, invalid JSON).
+func StringValue(raw json.RawMessage) string {
 	if len(raw) < 2 || raw[0] != '"' {
 		return ""
 	}

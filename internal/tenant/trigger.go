@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+
+	"github.com/o2-extension/o2-extension/internal/telemetry"
 )
 
 // needleFor returns the part of the trigger message that is searched for in
@@ -107,7 +109,7 @@ func (t *Tracker) findTrigger(obj []byte, depth int) (mark, bool) {
 	if len(msg) == 0 {
 		return mark{}, false
 	}
-	outerID := jsonText(fields["requestId"])
+	outerID := telemetry.StringValue(fields["requestId"])
 	var inner []byte
 	switch msg[0] {
 	case '"':
@@ -152,23 +154,11 @@ func tenantID(raw json.RawMessage) string {
 	}
 	switch c := raw[0]; {
 	case c == '"':
-		return strings.TrimSpace(jsonText(raw))
+		return strings.TrimSpace(telemetry.StringValue(raw))
 	case c == '-' || '0' <= c && c <= '9':
 		return string(raw) // valid: the decoder accepted the object
 	}
 	return ""
-}
-
-// jsonText returns the value of a raw JSON string, or "" for anything else.
-func jsonText(raw json.RawMessage) string {
-	if len(raw) < 2 || raw[0] != '"' {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
-		return ""
-	}
-	return s
 }
 
 // requestIDIn returns the request id in a runtime's text-log prefix, e.g.
