@@ -70,15 +70,22 @@ func start(t *testing.T, lo lambdatest.Options, withO2 bool, env ...string) *har
 	if withO2 {
 		lo.Env = append(o2Env(h.o2), lo.Env...)
 	}
+	return h.launch(lo, env...)
+}
+
+// launch starts the platform running the binary with lo.Env and then env,
+// stopped when the test ends.
+func (h *harness) launch(lo lambdatest.Options, env ...string) *harness {
+	h.t.Helper()
 	lo.Env = append(lo.Env, env...)
 	lo.Extensions = []string{binary}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(h.t.Context(), 30*time.Second)
 	defer cancel()
 	p, err := lambdatest.Start(ctx, lo)
 	if err != nil {
-		t.Fatalf("start platform: %v", err)
+		h.t.Fatalf("start platform: %v", err)
 	}
-	t.Cleanup(func() { p.Close() })
+	h.t.Cleanup(func() { p.Close() })
 	h.p = p
 	return h
 }

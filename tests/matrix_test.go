@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -112,17 +111,8 @@ func mxTable(rows []mxRow) string {
 func mxStart(t *testing.T, oo o2test.Options, lo lambdatest.Options, env ...string) *harness {
 	t.Helper()
 	h := &harness{t: t, o2: o2test.Run(t, oo)}
-	lo.Env = append(append(o2Env(h.o2), lo.Env...), env...)
-	lo.Extensions = []string{binary}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	p, err := lambdatest.Start(ctx, lo)
-	if err != nil {
-		t.Fatalf("start platform: %v", err)
-	}
-	t.Cleanup(func() { p.Close() })
-	h.p = p
-	return h
+	lo.Env = append(o2Env(h.o2), lo.Env...)
+	return h.launch(lo, env...)
 }
 
 // mxMeasure makes a row from what the stand-in stored and what the

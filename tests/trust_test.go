@@ -16,7 +16,6 @@ package tests
 
 import (
 	"bufio"
-	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -48,17 +47,7 @@ func trustStart(t *testing.T, lo lambdatest.Options, oo o2test.Options, auth str
 		"O2_STREAM=" + stream,
 		"O2_AUTHORIZATION_HEADER=" + auth,
 	}, lo.Env...)
-	lo.Env = append(lo.Env, env...)
-	lo.Extensions = []string{binary}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	p, err := lambdatest.Start(ctx, lo)
-	if err != nil {
-		t.Fatalf("start platform: %v", err)
-	}
-	t.Cleanup(func() { p.Close() })
-	h.p = p
-	return h
+	return h.launch(lo, env...)
 }
 
 // trustNum reads a stored numeric field (json.Number, int64 or float64).
