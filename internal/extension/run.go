@@ -269,7 +269,7 @@ func (e *ext) invoke(ctx context.Context, ev Event) {
 		return
 	}
 	e.flusher.setContinuous(false)
-	if !e.waitRuntimeDone(ctx, ev.RequestID, now, deadline) {
+	if !e.waitRuntimeDone(ctx, ev.RequestID, deadline) {
 		return
 	}
 	if since := e.flusher.busySince(); !since.IsZero() && time.Since(since) >= e.o.FlushBudget {
@@ -297,7 +297,7 @@ func (e *ext) invoke(ctx context.Context, ev Event) {
 // periodically while it runs long. It gives up at the deadline, when ctx
 // ends, or when the telemetry stream shows no sign of the invocation; it
 // reports whether runtimeDone arrived.
-func (e *ext) waitRuntimeDone(ctx context.Context, id string, start, deadline time.Time) bool {
+func (e *ext) waitRuntimeDone(ctx context.Context, id string, deadline time.Time) bool {
 	done := e.tracker.wait(id, stageDone)
 	started := e.tracker.wait(id, stageStart)
 	defer e.tracker.forget(id)
