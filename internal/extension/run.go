@@ -33,6 +33,9 @@ const (
 	// defaultShutdown is the budget when SHUTDOWN carries no deadline, or
 	// when the process is told to stop by a signal.
 	defaultShutdown = 1500 * time.Millisecond
+	// quietPeriod: at SHUTDOWN, telemetry is taken to be all in once the
+	// Telemetry API has posted nothing for this long (it buffers 25 ms).
+	quietPeriod = 60 * time.Millisecond
 )
 
 // SummaryType is the type of the extension's own record sent at SHUTDOWN.
@@ -390,16 +393,20 @@ func (e *ext) shutdown(ctx context.Context, deadline time.Time, reason string) {
 	e.mu.Lock()
 	last := e.lastRequest
 	e.mu.Unlock()
+	gctx, gcancel := context.WithTimeout(sctx, min(reportGrace, time.Until(end)/3))
 	if last != "" {
-		grace := min(reportGrace, time.Until(end)/3)
-		gctx, gcancel := context.WithTimeout(sctx, grace)
 		select {
 		case <-e.tracker.wait(last, stageReport):
 		case <-gctx.Done():
 		}
-		gcancel()
 		e.tracker.forget(last)
 	}
+	// Whatever else is still on its way (on Managed Instances there is no
+	// INVOKE, so no last request to wait for) lands before the final drain:
+	// wait until the Telemetry API has been quiet for a little longer than
+	// its 25 ms buffering.
+	e.waitQuiet(gctx, quietPeriod)
+	gcancel()
 	summary := e.summary(reason)
 	e.buf.Add(telemetry.Event{Time: time.Now(), Type: SummaryType, Record: summary})
 
@@ -436,6 +443,25 @@ func (e *ext) shutdown(ctx context.Context, deadline time.Time, reason string) {
 		"dropped_records": st.DroppedRecords,
 		"failed":          st.Failed + st.Missing + st.Rejected,
 	}).Info("shutdown")
+}
+
+// waitQuiet returns once no telemetry has arrived for quiet, or when ctx
+// ends.
+func (e *ext) waitQuiet(ctx context.Context, quiet time.Duration) {
+	t := time.NewTimer(quiet)
+	defer t.Stop()
+	for {
+		idle := time.Since(e.listener.LastActivity())
+		if idle >= quiet {
+			return
+		}
+		t.Reset(quiet - idle)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // summary is the extension's own record: what it did over its life.

@@ -65,6 +65,7 @@ type Listener struct {
 	currentRequest string // decoding goroutine only
 
 	requests, events, malformed, truncated atomic.Uint64
+	lastActivity                           atomic.Int64 // unix ns of the last POST
 	lambdaDropRecords, lambdaDropBytes     atomic.Uint64
 }
 
@@ -88,6 +89,7 @@ func Listen(o ListenerOptions) (*Listener, error) {
 		bodies: make(chan []byte, 16),
 		done:   make(chan struct{}),
 	}
+	l.lastActivity.Store(time.Now().UnixNano())
 	l.srv = &http.Server{
 		Handler:           l,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -114,6 +116,7 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	l.requests.Add(1)
+	l.lastActivity.Store(time.Now().UnixNano())
 	body, err := io.ReadAll(io.LimitReader(r.Body, l.o.MaxBody+1))
 	if int64(len(body)) > l.o.MaxBody {
 		body = body[:l.o.MaxBody]
@@ -287,6 +290,12 @@ func StringValue(raw json.RawMessage) string {
 		return ""
 	}
 	return s
+}
+
+// LastActivity is when the last POST arrived (when the listener started, if
+// none has).
+func (l *Listener) LastActivity() time.Time {
+	return time.Unix(0, l.lastActivity.Load())
 }
 
 // Stats reports the listener's counters.
