@@ -411,33 +411,31 @@ func mxCheckFaults(t *testing.T, h *harness, shutdownAt time.Time) {
 // Item 2, busy function (continuous flushing): nothing lost, nothing
 // duplicated (a faulted request stores nothing, so a duplicate is ours).
 func mxFaultsBusy(t *testing.T, name string) mxRow {
-	h := start(t, lambdatest.Options{}, true, append([]string{"O2_FLUSH_INTERVAL_MS=200", "O2_BATCH_SIZE=50"}, mxFaultEnv...)...)
-	h.o2.SetLatency(10 * time.Millisecond)
-	h.o2.SetFaultFunc(mxFaults)
-	rep := mxRun(t, h, lambdatest.Scenario{Invocations: 120, Rate: 20, Lines: 20, LineSize: 100, Duration: 5 * time.Millisecond, Marker: "mx-flt-b"})
-	// The faults end with the run: a 1 s Retry-After during the 1.7 s of
-	// SHUTDOWN would, by design, leave a batch unsent.
-	h.o2.SetFaultFunc(nil)
-	shutdownAt := time.Now()
-	h.shutdown()
-	r := mxMeasure(t, h, name, "mx-flt-b", rep.Lines, rep.Invocations)
-	mxNoTimeouts(t, rep.Invocations)
-	mxExactlyOnce(t, h, r)
-	mxCheckFaults(t, h, shutdownAt)
-	return r
+	return mxFaultRun(t, name, []string{"O2_FLUSH_INTERVAL_MS=200", "O2_BATCH_SIZE=50"},
+		lambdatest.Scenario{Invocations: 120, Rate: 20, Lines: 20, LineSize: 100, Duration: 5 * time.Millisecond, Marker: "mx-flt-b"})
 }
 
 // Item 2, sporadic function (end-of-invocation flushing, frozen between
 // invocations): the same faults, the same expectations.
 func mxFaultsSporadic(t *testing.T, name string) mxRow {
-	h := start(t, lambdatest.Options{}, true, append([]string{"O2_FLUSH_STRATEGY=end"}, mxFaultEnv...)...)
+	return mxFaultRun(t, name, []string{"O2_FLUSH_STRATEGY=end"},
+		lambdatest.Scenario{Invocations: 45, Gap: 20 * time.Millisecond, Lines: 20, LineSize: 100, Duration: 5 * time.Millisecond, Marker: "mx-flt-s"})
+}
+
+// mxFaultRun runs sc under the item-2 faults with the extension configured
+// by env, and checks nothing was lost or duplicated and the faults were
+// honoured.
+func mxFaultRun(t *testing.T, name string, env []string, sc lambdatest.Scenario) mxRow {
+	h := start(t, lambdatest.Options{}, true, append(env, mxFaultEnv...)...)
 	h.o2.SetLatency(10 * time.Millisecond)
 	h.o2.SetFaultFunc(mxFaults)
-	rep := mxRun(t, h, lambdatest.Scenario{Invocations: 45, Gap: 20 * time.Millisecond, Lines: 20, LineSize: 100, Duration: 5 * time.Millisecond, Marker: "mx-flt-s"})
+	rep := mxRun(t, h, sc)
+	// The faults end with the run: a 1 s Retry-After during the 1.7 s of
+	// SHUTDOWN would, by design, leave a batch unsent.
 	h.o2.SetFaultFunc(nil)
 	shutdownAt := time.Now()
 	h.shutdown()
-	r := mxMeasure(t, h, name, "mx-flt-s", rep.Lines, rep.Invocations)
+	r := mxMeasure(t, h, name, sc.Marker, rep.Lines, rep.Invocations)
 	mxNoTimeouts(t, rep.Invocations)
 	mxExactlyOnce(t, h, r)
 	mxCheckFaults(t, h, shutdownAt)

@@ -116,21 +116,6 @@ func (c *Client) Next(ctx context.Context) (Event, error) {
 	return ev, nil
 }
 
-// ExitError reports an unexpected failure to Lambda before the extension
-// exits. It is never used for configuration problems: the extension fails
-// open instead.
-func (c *Client) ExitError(ctx context.Context, errorType, message string) error {
-	body, _ := json.Marshal(map[string]string{"errorType": errorType, "errorMessage": message})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/exit/error", bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("exit error: %w", err)
-	}
-	req.Header.Set("Lambda-Extension-Identifier", c.id)
-	req.Header.Set("Lambda-Extension-Function-Error-Type", errorType)
-	_, err = c.do(req, "exit/error", nil)
-	return err
-}
-
 func (c *Client) do(req *http.Request, op string, into any) (*http.Response, error) {
 	resp, err := c.hc.Do(req)
 	if err != nil {

@@ -41,19 +41,15 @@ var (
 
 // FlushStats counts what the flusher has done.
 type FlushStats struct {
-	Flushes          uint64 // drains started
-	Delivered        uint64 // records OpenObserve stored
-	Failed           uint64 // records OpenObserve rejected
-	Missing          uint64 // records OpenObserve silently dropped
-	Rejected         uint64 // records dropped after a 400
-	Requests         uint64
-	Bytes            uint64
-	SendErrors       uint64
-	DroppedRecords   uint64 // dropped from the full buffer (including put-backs that no longer fit)
-	DroppedBytes     uint64
-	ReportedDrops    uint64 // drop records sent to OpenObserve
-	LastError        string
-	LastErrorAtUnixS int64
+	Delivered      uint64 // records OpenObserve stored
+	Failed         uint64 // records OpenObserve rejected
+	Missing        uint64 // records OpenObserve silently dropped
+	Rejected       uint64 // records dropped after a 400
+	Requests       uint64
+	Bytes          uint64
+	SendErrors     uint64
+	DroppedRecords uint64 // dropped from the full buffer (including put-backs that no longer fit)
+	DroppedBytes   uint64
 }
 
 // flushRequest asks for one drain of the buffer; done is closed when a drain
@@ -284,7 +280,6 @@ func (f *flusher) drain(ctx context.Context, final bool, limit int) {
 	f.cancelCurrent = cancel
 	f.running = running
 	f.runningSince = now
-	f.stats.Flushes++
 	f.mu.Unlock()
 	defer func() {
 		f.mu.Lock()
@@ -347,8 +342,6 @@ func (f *flusher) sendFailed(err error, undelivered []telemetry.Event) {
 	now := time.Now()
 	f.mu.Lock()
 	f.stats.SendErrors++
-	f.stats.LastError = err.Error()
-	f.stats.LastErrorAtUnixS = now.Unix()
 	f.mu.Unlock()
 	switch {
 	case errors.Is(err, ErrRejected):
@@ -396,7 +389,6 @@ func (f *flusher) dropReport() *telemetry.Event {
 		return nil
 	}
 	f.reportedDrop = recs
-	f.stats.ReportedDrops++
 	f.mu.Unlock()
 	f.log.WithFields(logrus.Fields{"dropped_records": newRecs, "dropped_records_total": recs, "dropped_bytes_total": bytes}).
 		Warn("buffer full (O2_MAX_BUFFER_SIZE_MB): oldest records were dropped")

@@ -93,7 +93,7 @@ type ext struct {
 	// SHUTDOWN has a context of its own.
 	stopBackground context.CancelFunc
 
-	mu          sync.Mutex // guards sel
+	mu          sync.Mutex // guards modeCounts, invocations, lastRequest, warnedAt (sel locks itself)
 	sel         *strategy.Selector
 	modeCounts  map[strategy.Mode]int
 	invocations int
@@ -226,9 +226,7 @@ func (e *ext) onEvent(ev *telemetry.Event) {
 		e.tracker.mark(ev.RequestID, stageStart)
 	case "platform.runtimeDone":
 		e.tracker.mark(ev.RequestID, stageDone)
-		e.mu.Lock()
 		e.sel.End(time.Now(), ev.RequestID)
-		e.mu.Unlock()
 	case "platform.report":
 		e.tracker.mark(ev.RequestID, stageReport)
 	}
@@ -319,9 +317,7 @@ func (e *ext) waitRuntimeDone(ctx context.Context, id string, deadline time.Time
 		if lastKick.After(last) {
 			last = lastKick
 		}
-		e.mu.Lock()
 		next := e.sel.NextPeriodic(now, last, e.o.FlushInterval)
-		e.mu.Unlock()
 		var periodicC <-chan time.Time
 		if !next.IsZero() {
 			periodic.Reset(max(next.Sub(now), 0))
@@ -360,9 +356,7 @@ func (e *ext) waitRuntimeDone(ctx context.Context, id string, deadline time.Time
 }
 
 func (e *ext) endWithoutRuntimeDone(id string) {
-	e.mu.Lock()
 	e.sel.End(time.Now(), id)
-	e.mu.Unlock()
 }
 
 // warnRarely logs at most once a minute: these conditions can repeat on
