@@ -55,8 +55,7 @@ type FlushStats struct {
 // flushRequest asks for one drain of the buffer; done is closed when a drain
 // that started after the request was made has finished.
 type flushRequest struct {
-	ctx   context.Context
-	final bool
+	ctx context.Context // bounds the final drain; background drains have the flusher's
 	// limit bounds how many events the drain takes (0: until the buffer is
 	// empty). A kick at INVOKE sends only the leftovers from before the
 	// freeze: the new invocation's own events wait for their flush rule.
@@ -78,7 +77,14 @@ type flusher struct {
 	interval   time.Duration
 
 	reqs chan flushRequest
-	wake chan struct{}
+	// finals carries the SHUTDOWN drain, which goes before any queued
+	// background request; yield makes a background drain in progress stop
+	// after its current request, so that final drain starts without cutting
+	// a request short (a request cut short may have been stored already,
+	// and would be sent twice).
+	finals chan flushRequest
+	yield  atomic.Bool
+	wake   chan struct{}
 	quit chan struct{}
 	wg   sync.WaitGroup
 
@@ -105,6 +111,7 @@ func newFlusher(buf *telemetry.Buffer, send Sender, log *logrus.Entry, batchCoun
 		batchBytes: batchBytes,
 		interval:   interval,
 		reqs:       make(chan flushRequest, 16),
+		finals:     make(chan flushRequest, 1),
 		wake:       make(chan struct{}, 1),
 		quit:       make(chan struct{}),
 	}
@@ -153,25 +160,48 @@ func (f *flusher) kick(limit int) {
 // flush asks for a drain and waits for it until ctx ends. It reports whether
 // the drain finished in time (the data it could not send stays buffered).
 func (f *flusher) flush(ctx context.Context, final bool) bool {
-	r := flushRequest{ctx: ctx, final: final, done: make(chan struct{})}
+	if final {
+		return f.wait(ctx, f.finish(ctx))
+	}
+	r := flushRequest{done: make(chan struct{})}
 	select {
 	case f.reqs <- r:
 	case <-ctx.Done():
 		return false
 	}
+	return f.wait(ctx, r.done)
+}
+
+// finish asks for the final drain, bounded by ctx, without waiting for it:
+// it goes before every queued background request, and a background drain
+// in progress stops after its current request. The returned channel is
+// closed when the final drain has finished. Only the first call counts.
+func (f *flusher) finish(ctx context.Context) <-chan struct{} {
+	r := flushRequest{ctx: ctx, done: make(chan struct{})}
+	f.yield.Store(true)
 	select {
-	case <-r.done:
+	case f.finals <- r:
+		return r.done
+	default:
+		return nil // a final drain is already queued; never in practice
+	}
+}
+
+func (f *flusher) wait(ctx context.Context, done <-chan struct{}) bool {
+	select {
+	case <-done:
 		return true
 	case <-ctx.Done():
 		return false
 	}
 }
 
-// abortCurrent cancels the drain in progress, if any (used at SHUTDOWN when
-// a background drain is stuck on a slow backend).
-func (f *flusher) abortCurrent() {
+// abort cancels the drain that current returned as running, if it still
+// runs (used at SHUTDOWN when a background drain is stuck on a slow
+// backend); the drain that follows it, the final one, is not touched.
+func (f *flusher) abort(running <-chan struct{}) {
 	f.mu.Lock()
-	if f.cancelCurrent != nil {
+	if f.cancelCurrent != nil && f.running == running {
 		f.cancelCurrent()
 	}
 	f.mu.Unlock()
@@ -182,9 +212,6 @@ func (f *flusher) abortCurrent() {
 func (f *flusher) current() <-chan struct{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.running == nil {
-		return nil
-	}
 	return f.running
 }
 
@@ -220,9 +247,20 @@ func (f *flusher) run(ctx context.Context) {
 			timer.Reset(max(time.Until(due), 0))
 			tick = timer.C
 		}
+		// The final drain goes first, whatever else is queued.
+		select {
+		case r := <-f.finals:
+			f.drain(r.ctx, true, 0)
+			close(r.done)
+			continue
+		default:
+		}
 		select {
 		case <-f.quit:
 			return
+		case r := <-f.finals:
+			f.drain(r.ctx, true, 0)
+			close(r.done)
 		case r := <-f.reqs:
 			batch := []flushRequest{r}
 			for more := true; more; {
@@ -233,17 +271,13 @@ func (f *flusher) run(ctx context.Context) {
 					more = false
 				}
 			}
-			final, limit := false, 0
-			dctx := ctx
+			limit := 0
 			for i, r := range batch {
-				if r.final {
-					final, dctx = true, r.ctx
-				}
 				if i == 0 || (limit > 0 && (r.limit == 0 || r.limit > limit)) {
 					limit = r.limit // the widest request wins
 				}
 			}
-			f.drain(dctx, final, limit)
+			f.drain(ctx, false, limit)
 			for _, r := range batch {
 				if r.done != nil {
 					close(r.done)
@@ -270,7 +304,7 @@ func (f *flusher) drain(ctx context.Context, final bool, limit int) {
 	f.mu.Lock()
 	paused := now.Before(f.pausedUntil)
 	f.mu.Unlock()
-	if paused && !final {
+	if !final && (paused || f.yield.Load()) {
 		return
 	}
 	dctx, cancel := context.WithCancel(ctx)
@@ -294,6 +328,9 @@ func (f *flusher) drain(ctx context.Context, final bool, limit int) {
 	var lastErr string
 	taken := 0
 	for dctx.Err() == nil && (limit == 0 || taken < limit) {
+		if !final && taken > 0 && f.yield.Load() {
+			break // the final drain is waiting: it takes the rest
+		}
 		n := f.batchCount
 		if limit > 0 {
 			n = min(n, limit-taken)

@@ -23,6 +23,9 @@ type fakeSender struct {
 	got   []telemetry.Event
 	fail  func(n int) error
 	hold  chan struct{}
+	// bounded counts the calls whose context had a deadline: the final
+	// drain's (background drains have none).
+	bounded int
 }
 
 func (s *fakeSender) Send(ctx context.Context, evs []telemetry.Event) (SendResult, []telemetry.Event, error) {
@@ -36,6 +39,9 @@ func (s *fakeSender) Send(ctx context.Context, evs []telemetry.Event) (SendResul
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
+	if _, ok := ctx.Deadline(); ok {
+		s.bounded++
+	}
 	if s.fail != nil {
 		if err := s.fail(s.calls); err != nil {
 			return SendResult{Requests: 1}, evs, err
@@ -293,5 +299,68 @@ func TestKickIsBoundedToTheLeftovers(t *testing.T) {
 		if n := buf.Len(); n != 6 {
 			t.Errorf("left buffered = %d, want 6", n)
 		}
+	})
+}
+
+// At SHUTDOWN the final drain takes over from a background drain in
+// progress after its current request (never by cutting it short), and goes
+// before a background request queued behind it.
+func TestFinalDrainTakesOverAfterTheCurrentRequest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &fakeSender{hold: make(chan struct{})}
+		f, buf := newTestFlusher(t, s, 1<<20, 3, time.Hour)
+		buf.SetBatch(1000, 1<<30)
+		buf.Add(events(10)...)
+		f.kick(0)
+		synctest.Wait() // the background drain waits on its first request
+		running := f.current()
+		if running == nil {
+			t.Fatal("no drain in progress")
+		}
+		f.kick(0) // queued behind it
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		done := f.finish(ctx)
+		close(s.hold)
+		if !f.wait(ctx, done) {
+			t.Fatal("the final drain did not finish")
+		}
+		s.mu.Lock()
+		calls, bounded := s.calls, s.bounded
+		got := append([]telemetry.Event(nil), s.got...)
+		s.mu.Unlock()
+		checkOrder(t, got, 10)
+		if calls != 4 || bounded != 3 {
+			t.Errorf("sends = %d of which %d by the final drain, want 4 and 3: one background request, then the final drain sends the rest", calls, bounded)
+		}
+	})
+}
+
+// abort cuts short only the drain it was given, not the final drain that
+// started after it.
+func TestAbortSparesTheNextDrain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &fakeSender{hold: make(chan struct{})}
+		f, buf := newTestFlusher(t, s, 1<<20, 100, time.Hour)
+		buf.Add(events(2)...)
+		f.kick(0)
+		synctest.Wait()
+		stale := f.current()
+		close(s.hold)
+		synctest.Wait() // that drain has ended
+		s.mu.Lock()
+		s.hold = make(chan struct{})
+		hold := s.hold
+		s.mu.Unlock()
+		buf.Add(events(3)[2:]...)
+		done := f.finish(t.Context())
+		synctest.Wait() // the final drain waits on its request
+		f.abort(stale)
+		close(hold)
+		if !f.wait(t.Context(), done) {
+			t.Fatal("the final drain did not finish")
+		}
+		_, got := s.snapshot()
+		checkOrder(t, got, 3)
 	})
 }
