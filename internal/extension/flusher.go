@@ -85,8 +85,8 @@ type flusher struct {
 	finals chan flushRequest
 	yield  atomic.Bool
 	wake   chan struct{}
-	quit chan struct{}
-	wg   sync.WaitGroup
+	quit   chan struct{}
+	wg     sync.WaitGroup
 
 	continuous atomic.Bool
 	lastStart  atomic.Int64 // unix ns of the last drain's start
