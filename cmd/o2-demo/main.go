@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string) error {
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "o2-extension")
 	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/o2-extension")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // as build.sh: static, no libc pages
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("build (run this from the repository root): %w", err)

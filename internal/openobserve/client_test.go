@@ -727,7 +727,7 @@ func TestSecretNeverLeaks(t *testing.T) {
 	var logs bytes.Buffer
 	l := logrus.New()
 	l.SetOutput(&logs)
-	l.SetLevel(logrus.DebugLevel)
+	l.SetLevel(logrus.TraceLevel) // every line retryablehttp can log
 	o := options(srv.URL)
 	o.Authorization = secret
 	o.Logger = logrus.NewEntry(l)
@@ -794,5 +794,30 @@ func TestBatchesBoundedByBytes(t *testing.T) {
 	}
 	if total != 50 || res.Requests != len(rc.requests()) || res.Requests < 2 {
 		t.Errorf("records = %d over %d requests (result %+v)", total, len(rc.requests()), res)
+	}
+}
+
+// At DEBUG a healthy send logs nothing: the extension's own lines come back
+// as telemetry, so a line per request would feed itself forever. The
+// per-request line is there at TRACE.
+func TestDebugLogsNoLinePerRequest(t *testing.T) {
+	for _, tt := range []struct {
+		level logrus.Level
+		want  bool
+	}{{logrus.DebugLevel, false}, {logrus.TraceLevel, true}} {
+		t.Run(tt.level.String(), func(t *testing.T) {
+			var logs bytes.Buffer
+			l := logrus.New()
+			l.SetOutput(&logs)
+			l.SetLevel(tt.level)
+			_, o := inProcess(o2test.Options{})
+			o.Logger = logrus.NewEntry(l)
+			if _, _, err := openobserve.NewClient(o).Send(t.Context(), textEvents(3, time.Now())); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(logs.String(), "performing request"); got != tt.want {
+				t.Errorf("per-request line logged = %v, want %v:\n%s", got, tt.want, logs.String())
+			}
+		})
 	}
 }

@@ -141,35 +141,45 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	return max(t.Sub(now), 0), true
 }
 
-// leveled adapts a logrus entry to retryablehttp.LeveledLogger. Every
-// message goes out at DEBUG: a retry is routine, and the outcome that
-// matters is reported once by the caller from Send's result. retryablehttp
-// logs only the method, the URL and error text, never headers; redact
-// removes any echo of the Authorization value anyway.
+// leveled adapts a logrus entry to retryablehttp.LeveledLogger. Its
+// retries and errors go out at DEBUG: a retry is routine, and the outcome
+// that matters is reported once by the caller from Send's result. Its
+// per-request "performing request" line goes out at TRACE only: the
+// extension's own log lines come back to it as telemetry and are sent with
+// the next batch, so at DEBUG one line per request would feed itself for as
+// long as the function lives. retryablehttp logs only the method, the URL
+// and error text, never headers; redact removes any echo of the
+// Authorization value anyway.
 type leveled struct {
 	e      *logrus.Entry
 	redact func(string) string
 }
 
 // Error implements retryablehttp.LeveledLogger.
-func (l leveled) Error(msg string, kv ...any) { l.log(msg, kv) }
+func (l leveled) Error(msg string, kv ...any) { l.log(logrus.DebugLevel, msg, kv) }
 
 // Info implements retryablehttp.LeveledLogger.
-func (l leveled) Info(msg string, kv ...any) { l.log(msg, kv) }
+func (l leveled) Info(msg string, kv ...any) { l.log(logrus.DebugLevel, msg, kv) }
 
 // Debug implements retryablehttp.LeveledLogger.
-func (l leveled) Debug(msg string, kv ...any) { l.log(msg, kv) }
+func (l leveled) Debug(msg string, kv ...any) {
+	level := logrus.DebugLevel
+	if msg == "performing request" { // retryablehttp's line before every attempt
+		level = logrus.TraceLevel
+	}
+	l.log(level, msg, kv)
+}
 
 // Warn implements retryablehttp.LeveledLogger.
-func (l leveled) Warn(msg string, kv ...any) { l.log(msg, kv) }
+func (l leveled) Warn(msg string, kv ...any) { l.log(logrus.DebugLevel, msg, kv) }
 
-func (l leveled) log(msg string, kv []any) {
-	if !l.e.Logger.IsLevelEnabled(logrus.DebugLevel) {
+func (l leveled) log(level logrus.Level, msg string, kv []any) {
+	if !l.e.Logger.IsLevelEnabled(level) {
 		return
 	}
 	f := make(logrus.Fields, len(kv)/2)
 	for i := 0; i+1 < len(kv); i += 2 {
 		f[fmt.Sprint(kv[i])] = l.redact(fmt.Sprint(kv[i+1]))
 	}
-	l.e.WithFields(f).Debug(l.redact(msg))
+	l.e.WithFields(f).Log(level, l.redact(msg))
 }
