@@ -38,6 +38,15 @@ func TestBusyFunctionSwitchesToContinuous(t *testing.T) {
 		t.Errorf("median overhead after the switch %v is not below the end-of-invocation median %v", after[len(after)/2], before[len(before)/2])
 	}
 	t.Logf("overhead p50: end-of-invocation %v, continuous %v; requests %d", before[len(before)/2], after[len(after)/2], h.o2.Calls())
+
+	// The summary record says so too: every invocation counted under the
+	// mode it ran in, the first ones (before enough samples) at the end of
+	// the invocation, most in continuous, which is the mode at the end.
+	sum := trustSummary(t, h)
+	end, cont := trustNum(sum["record_modes_end"]), trustNum(sum["record_modes_continuous"])
+	if inv := trustNum(sum["record_invocations"]); inv != 300 || end+cont != 300 || end < 9 || cont < 250 || sum["record_mode"] != "continuous" {
+		t.Errorf("summary: invocations %d, end-of-invocation %d, continuous %d, mode %v; want 300 = at least 9 + at least 250, mode continuous\n%v", inv, end, cont, sum["record_mode"], sum)
+	}
 }
 
 func overheads(invs []lambdatest.InvokeResult) []time.Duration {
@@ -137,6 +146,12 @@ func TestLongInvocationFlushesPeriodically(t *testing.T) {
 		t.Errorf("median delivery latency after the threshold = %v, want about one 2 s interval", p50)
 	}
 	t.Logf("delivery latency after the threshold: p50 %v, max %v", lat[len(lat)/2], lat[len(lat)-1])
+	// The summary counts the invocation as periodic (its end was handled at
+	// the end of the invocation, counted as such).
+	sum := trustSummary(t, h)
+	if p, e := trustNum(sum["record_modes_periodic"]), trustNum(sum["record_modes_end"]); p != 1 || e != 1 {
+		t.Errorf("summary modes: periodic %d, end %d; want 1 and 1\n%v", p, e, sum)
+	}
 }
 
 // The per-tenant memory report: every invocation logs a tenant mark and a
