@@ -226,8 +226,10 @@ type Result struct {
 // On failure it returns the events not delivered, so that the caller can
 // put them back in its buffer: a subslice of evs, from the first event with
 // a record in the request that failed. Sending stops at that request, since
-// the next would most likely fail the same way. An event whose parts
-// straddle requests is returned whole, so some parts may arrive twice. The
+// the next would most likely fail the same way. A request ends between
+// events where it can; an event whose parts straddle requests anyway (larger
+// than MaxBatchBytes, or split on 413) is returned whole, so some of its
+// parts may arrive twice. The
 // error says why; see IsPermanent and IsAuth for what to do with the events.
 // A record dropped on 413 is not returned, but counted in Result.Dropped and
 // reported in the error.
@@ -247,7 +249,7 @@ func (c *Client) Send(ctx context.Context, evs []telemetry.Event) (Result, []tel
 
 	var dropErr error
 	for i := 0; i < len(recs); {
-		j := batchEnd(recs, i, c.o.MaxBatchBytes)
+		j := batchEnd(recs, owners, i, c.o.MaxBatchBytes)
 		done, err := c.postSplitting(ctx, recs[i:j], &res, &dropErr)
 		if err != nil {
 			rest := evs[owners[i+done]:]
@@ -266,7 +268,12 @@ func (c *Client) Send(ctx context.Context, evs []telemetry.Event) (Result, []tel
 
 // batchEnd returns the end of the batch that starts at recs[i]: as many
 // records as fit in maxBytes once framed as a JSON array, and at least one.
-func batchEnd(recs [][]byte, i, maxBytes int) int {
+// owners[k] is the event recs[k] was encoded from (an event split into parts
+// owns several records). A request does not end in the middle of an event
+// that began in it after i and that would fit in a request of its own: the
+// event starts the next request instead, so that a failed request returns
+// whole events and no part of one is sent twice.
+func batchEnd(recs [][]byte, owners []int, i, maxBytes int) int {
 	size := 2 + len(recs[i]) // "[" record "]"
 	j := i + 1
 	for ; j < len(recs); j++ {
@@ -275,7 +282,24 @@ func batchEnd(recs [][]byte, i, maxBytes int) int {
 		}
 		size += 1 + len(recs[j])
 	}
-	return j
+	if j == len(recs) || owners[j] != owners[j-1] {
+		return j
+	}
+	s := j - 1 // the split event's first record
+	for s > i && owners[s-1] == owners[j] {
+		s--
+	}
+	if s == i {
+		return j // it began the request: it is too large for one
+	}
+	alone := 1
+	for k := s; k < len(recs) && owners[k] == owners[j]; k++ {
+		alone += 1 + len(recs[k])
+	}
+	if alone > maxBytes {
+		return j
+	}
+	return s
 }
 
 // postSplitting posts recs, halving the batch on 413 until each half is

@@ -821,3 +821,52 @@ func TestDebugLogsNoLinePerRequest(t *testing.T) {
 		})
 	}
 }
+
+// A split event does not straddle two requests when it fits in one: when
+// the request after the first fails, the event comes back whole and, sent
+// again, each of its parts is stored exactly once.
+func TestSplitEventNotSentTwiceAfterAFailure(t *testing.T) {
+	s := o2test.Run(t, o2test.Options{})
+	o := options(s.URL())
+	o.MaxRecordBytes = 1000
+	o.MaxBatchBytes = 4000 // the small event and two parts fit; all parts fit alone
+	o.MaxRetries = -1
+	c := openobserve.NewClient(o)
+	s.SetFaultFunc(func(n int, _ *http.Request) *o2test.Fault {
+		if n >= 2 {
+			return &o2test.Fault{Status: 500}
+		}
+		return nil
+	})
+	small, _ := json.Marshal(strings.Repeat("s", 900))
+	text := bigText(2500)
+	big, _ := json.Marshal(text)
+	evs := []telemetry.Event{
+		{Time: time.Now(), Type: "function", Record: small},
+		{Time: time.Now(), Type: "function", Record: big},
+	}
+	_, rest, err := c.Send(t.Context(), evs)
+	if err == nil || len(rest) != 1 {
+		t.Fatalf("Send = %d undelivered, %v; want the split event back after the failing second request", len(rest), err)
+	}
+	s.SetFaultFunc(nil)
+	if _, rest, err = c.Send(t.Context(), rest); err != nil || rest != nil {
+		t.Fatalf("resend: %d undelivered, %v", len(rest), err)
+	}
+	seen := map[string]int{}
+	var parts []string
+	for _, r := range s.StreamRecords("default", "lambda") {
+		if p, _ := r["part"].(string); p != "" {
+			seen[p]++
+			parts = append(parts, r["record"].(string))
+		}
+	}
+	for p, n := range seen {
+		if n != 1 {
+			t.Errorf("part %s stored %d times", p, n)
+		}
+	}
+	if strings.Join(parts, "") != text {
+		t.Errorf("the %d stored parts do not reassemble the text (%v)", len(parts), seen)
+	}
+}

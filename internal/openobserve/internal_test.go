@@ -204,18 +204,29 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestBatchEnd(t *testing.T) {
-	recs := [][]byte{make([]byte, 10), make([]byte, 10), make([]byte, 10), make([]byte, 50)}
+	rec := func(n int) []byte { return make([]byte, n) }
 	tests := []struct {
-		i, max, want int
+		name   string
+		recs   [][]byte
+		owners []int
+		i, max int
+		want   int
 	}{
-		{0, 1000, 4},
-		{0, 23, 2}, // "[" + 10 + "," + 10 + "]" = 23
-		{0, 22, 1},
-		{3, 10, 4}, // alone, even when over the bound
+		{"all fit", [][]byte{rec(10), rec(10), rec(10), rec(50)}, []int{0, 1, 2, 3}, 0, 1000, 4},
+		{"two fit", [][]byte{rec(10), rec(10), rec(10), rec(50)}, []int{0, 1, 2, 3}, 0, 23, 2}, // "[" + 10 + "," + 10 + "]" = 23
+		{"one fits", [][]byte{rec(10), rec(10), rec(10), rec(50)}, []int{0, 1, 2, 3}, 0, 22, 1},
+		{"alone, even over the bound", [][]byte{rec(10), rec(10), rec(10), rec(50)}, []int{0, 1, 2, 3}, 3, 10, 4},
+		// Event 1 has three parts; only two fit after event 0: the request
+		// ends before event 1, which fits in a request of its own.
+		{"split event starts the next request", [][]byte{rec(10), rec(10), rec(10), rec(10)}, []int{0, 1, 1, 1}, 0, 34, 1},
+		{"split event that fits stays", [][]byte{rec(10), rec(10), rec(10), rec(10)}, []int{0, 1, 1, 1}, 0, 45, 4},
+		{"split event larger than a request straddles", [][]byte{rec(10), rec(10), rec(10), rec(10)}, []int{0, 1, 1, 1}, 0, 30, 2},
+		{"split event that began the request", [][]byte{rec(10), rec(10), rec(10), rec(10)}, []int{0, 0, 0, 1}, 0, 23, 2},
+		{"the next event starts at the break", [][]byte{rec(10), rec(10), rec(10), rec(10)}, []int{0, 0, 1, 1}, 0, 23, 2},
 	}
 	for _, tt := range tests {
-		if got := batchEnd(recs, tt.i, tt.max); got != tt.want {
-			t.Errorf("batchEnd(i=%d, max=%d) = %d, want %d", tt.i, tt.max, got, tt.want)
+		if got := batchEnd(tt.recs, tt.owners, tt.i, tt.max); got != tt.want {
+			t.Errorf("%s: batchEnd(i=%d, max=%d) = %d, want %d", tt.name, tt.i, tt.max, got, tt.want)
 		}
 	}
 }
