@@ -8,12 +8,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -87,11 +90,21 @@ func run(ctx context.Context, args []string) error {
 			"O2_STREAM=" + stream,
 			"O2_AUTHORIZATION_HEADER=" + o2test.BasicAuth(o2test.DefaultEmail, o2test.DefaultSecret),
 		}
+		// Any other O2_* setting in the environment is passed on, e.g.
+		// O2_LONG_RUNNING_MS=5000 to watch a long invocation turn periodic.
+		for _, kv := range os.Environ() {
+			if strings.HasPrefix(kv, "O2_") && !slices.ContainsFunc(env, func(s string) bool {
+				return strings.SplitN(s, "=", 2)[0] == strings.SplitN(kv, "=", 2)[0]
+			}) {
+				env = append(env, kv)
+			}
+		}
 	}
 	if *strategy != "" {
 		env = append(env, "O2_FLUSH_STRATEGY="+*strategy)
 	}
-	opts := lambdatest.Options{Extensions: []string{bin}, Env: env, LogFormat: *format, FunctionName: "demo-function"}
+	opts := lambdatest.Options{Extensions: []string{bin}, Env: env, LogFormat: *format, FunctionName: "demo-function",
+		FunctionTimeout: max(3*time.Second, *duration+2*time.Second)}
 	if *verbose {
 		opts.Output = os.Stdout
 	}
@@ -169,6 +182,10 @@ func run(ctx context.Context, args []string) error {
 		fmt.Printf("  %-28s %d\n", t, types[t])
 	}
 	fmt.Printf("function lines: %d printed, %d lost, %d duplicated\n", len(rep.Lines), lost, dup)
+	if lat := latencies(p.Events(), stand.Requests(), marker); len(lat) > 0 {
+		fmt.Printf("end-to-end latency (printed to received by OpenObserve): p50 %v, p99 %v, max %v\n",
+			lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)*99/100].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+	}
 	if len(recs) > 0 {
 		for _, r := range recs {
 			if r["type"] == "function" {
@@ -178,4 +195,38 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 	return nil
+}
+
+// latencies returns, sorted, how long each of the demo's lines took from
+// being printed by the function to reaching OpenObserve in a request it
+// answered 200.
+func latencies(evs []lambdatest.Event, reqs []o2test.Request, marker string) []time.Duration {
+	printed := map[string]time.Time{}
+	for _, ev := range evs {
+		if ev.Type != "function" {
+			continue
+		}
+		text := lambdatest.RecordText(ev.Record)
+		if m, _, _, ok := lambdatest.ParseScenarioLine(text); ok && m == marker {
+			printed[text] = ev.Time
+		}
+	}
+	var lat []time.Duration
+	for _, rq := range reqs {
+		var recs []struct {
+			Record json.RawMessage `json:"record"`
+		}
+		if rq.Status != http.StatusOK || json.Unmarshal(rq.Body, &recs) != nil {
+			continue
+		}
+		for _, r := range recs {
+			text := lambdatest.RecordText(r.Record)
+			if at, ok := printed[text]; ok {
+				lat = append(lat, rq.Time.Sub(at))
+				delete(printed, text) // the first arrival counts
+			}
+		}
+	}
+	slices.Sort(lat)
+	return lat
 }
