@@ -99,6 +99,7 @@ type flusher struct {
 	runningSince  time.Time     // when the drain in progress started
 	reportedDrop  uint64        // buffer drops already reported
 	lastAuthLog   time.Time
+	finalDone     chan struct{} // the final drain's, once asked for
 }
 
 func newFlusher(buf *telemetry.Buffer, send Sender, log *logrus.Entry, batchCount, batchBytes int, interval time.Duration) *flusher {
@@ -175,16 +176,18 @@ func (f *flusher) flush(ctx context.Context, final bool) bool {
 // finish asks for the final drain, bounded by ctx, without waiting for it:
 // it goes before every queued background request, and a background drain
 // in progress stops after its current request. The returned channel is
-// closed when the final drain has finished. Only the first call counts.
+// closed when the final drain has finished. Only the first call asks;
+// later ones get the same channel.
 func (f *flusher) finish(ctx context.Context) <-chan struct{} {
-	r := flushRequest{ctx: ctx, done: make(chan struct{})}
-	f.yield.Store(true)
-	select {
-	case f.finals <- r:
-		return r.done
-	default:
-		return nil // a final drain is already queued; never in practice
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.finalDone == nil {
+		r := flushRequest{ctx: ctx, done: make(chan struct{})}
+		f.finalDone = r.done
+		f.yield.Store(true)
+		f.finals <- r // never blocks: room for one, sent once
 	}
+	return f.finalDone
 }
 
 func (f *flusher) wait(ctx context.Context, done <-chan struct{}) bool {
@@ -250,8 +253,7 @@ func (f *flusher) run(ctx context.Context) {
 		// The final drain goes first, whatever else is queued.
 		select {
 		case r := <-f.finals:
-			f.drain(r.ctx, true, 0)
-			close(r.done)
+			f.final(r)
 			continue
 		default:
 		}
@@ -259,8 +261,7 @@ func (f *flusher) run(ctx context.Context) {
 		case <-f.quit:
 			return
 		case r := <-f.finals:
-			f.drain(r.ctx, true, 0)
-			close(r.done)
+			f.final(r)
 		case r := <-f.reqs:
 			batch := []flushRequest{r}
 			for more := true; more; {
@@ -292,6 +293,13 @@ func (f *flusher) run(ctx context.Context) {
 		case <-f.wake:
 		}
 	}
+}
+
+// final runs the final drain: everything, bounded by its own context, paused
+// or not.
+func (f *flusher) final(r flushRequest) {
+	f.drain(r.ctx, true, 0)
+	close(r.done)
 }
 
 // drain sends batches until the buffer is empty (or limit events were
