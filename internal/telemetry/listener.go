@@ -54,13 +54,14 @@ type ListenerStats struct {
 // per request or per event: its own output would come back to it as
 // "extension" events and feed itself forever.
 type Listener struct {
-	o      ListenerOptions
-	ln     net.Listener
-	srv    *http.Server
-	bodies chan []byte
-	done   chan struct{}
-	wg     sync.WaitGroup
-	once   sync.Once
+	o       ListenerOptions
+	ln      net.Listener
+	srv     *http.Server
+	bodies  chan []byte
+	done    chan struct{} // closed by Close
+	wg      sync.WaitGroup
+	stopped chan struct{} // closed when the server and the decoder have returned
+	once    sync.Once
 
 	currentRequest string // decoding goroutine only
 
@@ -84,10 +85,11 @@ func Listen(o ListenerOptions) (*Listener, error) {
 		return nil, fmt.Errorf("telemetry listener: %w", err)
 	}
 	l := &Listener{
-		o:      o,
-		ln:     ln,
-		bodies: make(chan []byte, 16),
-		done:   make(chan struct{}),
+		o:       o,
+		ln:      ln,
+		bodies:  make(chan []byte, 16),
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
 	}
 	l.lastActivity.Store(time.Now().UnixNano())
 	l.srv = &http.Server{
@@ -102,6 +104,12 @@ func Listen(o ListenerOptions) (*Listener, error) {
 		}
 	})
 	l.wg.Go(l.decodeLoop)
+	// stopped says when both have returned (after Close); Close waits on it
+	// with its own deadline.
+	go func() {
+		l.wg.Wait()
+		close(l.stopped)
+	}()
 	return l, nil
 }
 
@@ -322,13 +330,8 @@ func (l *Listener) Close(ctx context.Context) error {
 		}
 		close(l.done)
 	})
-	finished := make(chan struct{})
-	go func() {
-		l.wg.Wait()
-		close(finished)
-	}()
 	select {
-	case <-finished:
+	case <-l.stopped:
 		return err
 	case <-ctx.Done():
 		// A decode backlog must not hold the process past its deadline.
