@@ -307,3 +307,42 @@ func TestEventSize(t *testing.T) {
 		t.Errorf("Size grows by %d for %d more bytes of content", got, want)
 	}
 }
+
+// StringValue's fast path (plain ASCII, returned as is) must agree with
+// encoding/json on every input, including the ones it leaves to it.
+func TestStringValue(t *testing.T) {
+	for _, tt := range []struct{ raw, want string }{
+		{`"2025-06-01T08:00:00.351Z"`, "2025-06-01T08:00:00.351Z"},
+		{`""`, ""},
+		{`"a\"b"`, `a"b`},
+		{`"tab\there"`, "tab\there"},
+		{`"\u00e9t\u00e9"`, "été"},
+		{`"été"`, "été"},
+		{"\"bad \xff utf8\"", "bad \ufffd utf8"},
+		{`"unterminated`, ""},
+		{`"`, ""},
+		{`42`, ""},
+		{`{"a":1}`, ""},
+		{`null`, ""},
+		{"\"ctl \x01\"", ""}, // invalid JSON: a raw control character
+	} {
+		if got := StringValue(json.RawMessage(tt.raw)); got != tt.want {
+			t.Errorf("StringValue(%q) = %q, want %q", tt.raw, got, tt.want)
+		}
+	}
+}
+
+func FuzzStringValue(f *testing.F) {
+	for _, s := range []string{`"plain"`, `"a\"b"`, `"\u00e9"`, "\"\xff\"", `"x`, `12`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var want string
+		if len(raw) >= 2 && raw[0] == '"' && json.Unmarshal(raw, &want) != nil {
+			want = ""
+		}
+		if got := StringValue(raw); got != want {
+			t.Fatalf("StringValue(%q) = %q, encoding/json says %q", raw, got, want)
+		}
+	})
+}
