@@ -400,18 +400,21 @@ func TestNoRetryOnClientErrors(t *testing.T) {
 	}
 }
 
+// failFromSecond answers 500 to every request after the first.
+func failFromSecond(n int, _ *http.Request) *o2test.Fault {
+	if n >= 2 {
+		return &o2test.Fault{Status: 500}
+	}
+	return nil
+}
+
 func TestUndeliveredEventsReturned(t *testing.T) {
 	s := o2test.Run(t, o2test.Options{})
 	o := options(s.URL())
 	o.MaxBatchBytes = 1500 // a few records per request
 	o.MaxRetries = -1
 	c := openobserve.NewClient(o)
-	s.SetFaultFunc(func(n int, _ *http.Request) *o2test.Fault {
-		if n >= 2 {
-			return &o2test.Fault{Status: 500}
-		}
-		return nil
-	})
+	s.SetFaultFunc(failFromSecond)
 	evs := textEvents(30, time.Now())
 	res, rest, err := c.Send(t.Context(), evs)
 	if err == nil {
@@ -832,12 +835,7 @@ func TestSplitEventNotSentTwiceAfterAFailure(t *testing.T) {
 	o.MaxBatchBytes = 4000 // the small event and two parts fit; all parts fit alone
 	o.MaxRetries = -1
 	c := openobserve.NewClient(o)
-	s.SetFaultFunc(func(n int, _ *http.Request) *o2test.Fault {
-		if n >= 2 {
-			return &o2test.Fault{Status: 500}
-		}
-		return nil
-	})
+	s.SetFaultFunc(failFromSecond)
 	small, _ := json.Marshal(strings.Repeat("s", 900))
 	text := bigText(2500)
 	big, _ := json.Marshal(text)
