@@ -190,6 +190,28 @@ func (f *flusher) finish(ctx context.Context) <-chan struct{} {
 	return f.finalDone
 }
 
+// finishWithin runs the final drain, bounded by ctx, and reports whether it
+// finished. A background drain in progress stops after its current request
+// (a healthy backend answers in milliseconds); if that request is still
+// unanswered after grace, it is cut short so that the final drain can use
+// the rest of the time. Only a request cut short can have been stored and
+// still be sent again.
+func (f *flusher) finishWithin(ctx context.Context, grace time.Duration) bool {
+	running := f.current() // before finish: it can only be a background drain
+	final := f.finish(ctx)
+	if running != nil {
+		t := time.NewTimer(grace)
+		select {
+		case <-running:
+		case <-t.C:
+			f.abort(running)
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	return f.wait(ctx, final)
+}
+
 func (f *flusher) wait(ctx context.Context, done <-chan struct{}) bool {
 	select {
 	case <-done:

@@ -364,3 +364,61 @@ func TestAbortSparesTheNextDrain(t *testing.T) {
 		checkOrder(t, got, 3)
 	})
 }
+
+// stuckThenSlow is a backend whose first request never gets an answer and
+// whose later ones take delay each.
+type stuckThenSlow struct {
+	delay time.Duration
+	mu    sync.Mutex
+	calls int
+	got   []telemetry.Event
+}
+
+func (s *stuckThenSlow) Send(ctx context.Context, evs []telemetry.Event) (SendResult, []telemetry.Event, error) {
+	s.mu.Lock()
+	s.calls++
+	first := s.calls == 1
+	s.mu.Unlock()
+	wait := time.After(s.delay)
+	if first {
+		wait = nil
+	}
+	select {
+	case <-wait:
+	case <-ctx.Done():
+		return SendResult{Requests: 1}, evs, ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, evs...)
+	return SendResult{Sent: len(evs), Successful: len(evs), Requests: 1}, nil, nil
+}
+
+// At SHUTDOWN a background request stuck on a hanging connection is cut
+// short after the grace, and the final drain sends everything with the rest
+// of the time.
+func TestFinishWithinCutsAStuckRequestAfterTheGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &stuckThenSlow{delay: 3 * time.Second}
+		f, buf := newTestFlusher(t, s, 1<<20, 100, time.Hour)
+		buf.SetBatch(1000, 1<<30)
+		buf.Add(events(10)...)
+		f.kick(0)
+		synctest.Wait() // the background request hangs
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		start := time.Now()
+		if !f.finishWithin(ctx, 5*time.Second) {
+			t.Fatalf("the final drain did not finish within the deadline")
+		}
+		if took := time.Since(start); took != 8*time.Second {
+			t.Errorf("took %v, want 8s: the 5 s grace, then one 3 s request", took)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		checkOrder(t, s.got, 10)
+		if s.calls != 2 {
+			t.Errorf("requests = %d, want 2 (the stuck one, then the final one)", s.calls)
+		}
+	})
+}

@@ -404,23 +404,9 @@ func (e *ext) shutdown(ctx context.Context, deadline time.Time, reason string) {
 	summary := e.summary(reason)
 	e.buf.Add(telemetry.Event{Time: time.Now(), Type: SummaryType, Record: summary})
 
-	// The final drain goes before anything queued, and a background drain
-	// in progress stops after its current request. That request gets half
-	// the time to finish (a healthy backend answers in milliseconds); one
-	// stuck on a slow backend is then cut short so the final drain can use
-	// the rest. Only a request cut short can have been stored and still be
-	// sent again.
-	final := e.flusher.finish(sctx)
-	if running := e.flusher.current(); running != nil {
-		wait := time.NewTimer(time.Until(end) / 2)
-		select {
-		case <-running:
-		case <-wait.C:
-			e.flusher.abort(running)
-		}
-		wait.Stop()
-	}
-	e.flusher.wait(sctx, final)
+	// The final drain goes before anything queued; a background drain in
+	// progress gets half the time to finish its current request.
+	e.flusher.finishWithin(sctx, time.Until(end)/2)
 	// Out of time, or everything sent. A full batch or an interval may
 	// still start a background drain (even after the final one), and
 	// stopping the flusher cancels only a drain already running: one that
