@@ -218,3 +218,47 @@ func TestCLI(t *testing.T) {
 		})
 	}
 }
+
+// Text lines with a Node.js or Python runtime prefix are stored as printed,
+// with the level and the request id read from the prefix: a line a callback
+// prints after its invocation ended keeps its own request id; a plain line
+// gets the invocation in progress and no level.
+func TestTextLinesWithRuntimePrefix(t *testing.T) {
+	t.Parallel()
+	h := start(t, lambdatest.Options{}, true)
+	const a, b = "aaaaaaaa-0000-4000-8000-000000000001", "bbbbbbbb-0000-4000-8000-000000000002"
+	node := "2024-01-01T00:00:00.000Z\t" + a + "\tERROR\tprefix-test payment failed"
+	python := "[WARNING]\t2024-01-01T00:00:00.001Z\t" + a + "\tprefix-test disk almost full"
+	late := "2024-01-01T00:00:01.000Z\t" + a + "\tINFO\tprefix-test callback of the first invocation"
+	plain := "prefix-test plain line"
+	for _, inv := range []lambdatest.Invocation{
+		{RequestID: a, Lines: []string{node, python}},
+		{RequestID: b, Lines: []string{late, plain}},
+	} {
+		if res, err := h.p.Invoke(t.Context(), inv); err != nil || res.TimedOut {
+			t.Fatalf("invoke %s: %+v %v", inv.RequestID, res, err)
+		}
+	}
+	h.shutdown()
+	want := map[string][2]string{ // line: requestid, level
+		node:   {a, "ERROR"},
+		python: {a, "WARNING"},
+		late:   {a, "INFO"},
+		plain:  {b, ""},
+	}
+	seen := 0
+	for _, r := range h.records("function") {
+		text, _ := r["record"].(string)
+		w, ok := want[text]
+		if !ok {
+			continue
+		}
+		seen++
+		if id, lvl := r["requestid"], r["level"]; id != w[0] || (w[1] == "" && lvl != nil) || (w[1] != "" && lvl != w[1]) {
+			t.Errorf("%q: requestid %v, level %v; want %s, %q", text, id, lvl, w[0], w[1])
+		}
+	}
+	if seen != len(want) {
+		t.Errorf("%d of the %d lines stored as printed", seen, len(want))
+	}
+}

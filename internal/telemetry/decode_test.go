@@ -346,3 +346,52 @@ func FuzzStringValue(f *testing.F) {
 		}
 	})
 }
+
+func TestTextPrefix(t *testing.T) {
+	const id = "0c1f9a52-7d1e-4b8e-9a64-2f3c5d7e9b10"
+	for _, tt := range []struct {
+		name, line, id, level string
+	}{
+		{"node", "2024-01-01T00:00:00.000Z\t" + id + "\tINFO\torder 42 accepted", id, "INFO"},
+		{"node error", "2024-01-01T00:00:00.123Z\t" + id + "\tERROR\tInvoke Error \t{\"x\":1}", id, "ERROR"},
+		{"node warn, empty message", "2024-01-01T00:00:00.123Z\t" + id + "\tWARN\t", id, "WARN"},
+		{"python", "[WARNING]\t2024-01-01T00:00:00.000Z\t" + id + "\tdisk almost full", id, "WARNING"},
+		{"python critical", "[CRITICAL]\t2024-01-01T00:00:00.000Z\t" + id + "\tbye", id, "CRITICAL"},
+		{"no prefix", "order 42 accepted", "", ""},
+		{"unknown level", "2024-01-01T00:00:00.000Z\t" + id + "\tNOTICE\tx", "", ""},
+		{"lower-case level", "2024-01-01T00:00:00.000Z\t" + id + "\tinfo\tx", id, "INFO"},
+		{"not a request id", "2024-01-01T00:00:00.000Z\tnot-an-id\tINFO\tx", "", ""},
+		{"not a time", "yesterday\t" + id + "\tINFO\tx", "", ""},
+		{"python without brackets", "INFO\t2024-01-01T00:00:00.000Z\t" + id + "\tx", "", ""},
+		{"too few fields", "2024-01-01T00:00:00.000Z\t" + id + "\tINFO", "", ""},
+		{"escape in a field", "2024-01-01T00:00:00.000Z\t" + id + "\t\"INFO\"\tx", "", ""},
+		{"tabs far in", strings.Repeat("x", 100) + "\t" + id + "\tINFO\tx", "", ""},
+	} {
+		raw, _ := json.Marshal(tt.line)
+		id, level := textPrefix(raw)
+		if string(id) != tt.id || level != tt.level {
+			t.Errorf("%s: textPrefix(%s) = %q, %q; want %q, %q", tt.name, raw, id, level, tt.id, tt.level)
+		}
+	}
+}
+
+// A text line's prefix gives the event its level and its own request id,
+// even when it arrives after the next invocation started.
+func TestDecodeTextLineLevelAndRequestID(t *testing.T) {
+	const late = "0c1f9a52-7d1e-4b8e-9a64-2f3c5d7e9b10"
+	const next = "11111111-2222-3333-4444-555555555555"
+	body := `[{"time":"2024-01-01T00:00:01.000Z","type":"platform.start","record":{"requestId":"` + next + `"}},` +
+		`{"time":"2024-01-01T00:00:01.001Z","type":"function","record":"2024-01-01T00:00:01.001Z\t` + late + `\tERROR\tcallback failed"},` +
+		`{"time":"2024-01-01T00:00:01.002Z","type":"function","record":"plain line"}]`
+	var current string
+	evs := DecodeBatch([]byte(body), time.Now, &current, func() { t.Error("malformed") })
+	if len(evs) != 3 {
+		t.Fatalf("decoded %d events, want 3", len(evs))
+	}
+	if evs[1].RequestID != late || evs[1].Level != "ERROR" {
+		t.Errorf("prefixed line: requestId %q level %q, want %q ERROR", evs[1].RequestID, evs[1].Level, late)
+	}
+	if evs[2].RequestID != next || evs[2].Level != "" {
+		t.Errorf("plain line: requestId %q level %q, want the invocation in progress %q and no level", evs[2].RequestID, evs[2].Level, next)
+	}
+}

@@ -17,10 +17,12 @@ type Event struct {
 	// Record is the event's record exactly as received: a JSON string for
 	// text log lines, a JSON object for platform events and JSON-format logs.
 	Record json.RawMessage
-	// RequestID is the record's requestId, else the invocation in progress
-	// when the event was received; empty when neither is known.
+	// RequestID is the record's requestId (or the one in a text line's
+	// runtime prefix), else the invocation in progress when the event was
+	// received; empty when neither is known.
 	RequestID string
-	// Level is the log level of a JSON-format log record, when it has one.
+	// Level is the log level of a JSON-format log record, or of a text line
+	// with a runtime's prefix, when it has one.
 	Level string
 	// Flat marks an event the extension made itself whose Record object is
 	// a complete record: its keys go at the top level of what is sent to

@@ -271,11 +271,19 @@ func makeEvent(w wireEvent, now func() time.Time, current *string) (Event, bool)
 		t = now()
 	}
 	e := Event{Time: t, Type: w.Type, Record: w.Record}
-	if w.Record[0] == '{' {
+	switch {
+	case w.Record[0] == '{':
 		var f recordFields
 		if json.Unmarshal(w.Record, &f) == nil {
 			e.RequestID = StringValue(f.RequestID)
 			e.Level = StringValue(f.Level)
+		}
+	case w.Type == "function":
+		var id []byte
+		if id, e.Level = textPrefix(w.Record); string(id) == *current {
+			e.RequestID = *current // the usual case: no copy
+		} else if id != nil {
+			e.RequestID = string(id)
 		}
 	}
 	switch {

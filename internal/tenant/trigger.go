@@ -167,30 +167,9 @@ func tenantID(raw json.RawMessage) string {
 // shaped like a UUID, or "" if there is none.
 func requestIDIn(prefix string) string {
 	for f := range strings.SplitSeq(prefix, "\t") {
-		if f = strings.TrimSpace(f); isUUID(f) {
+		if f = strings.TrimSpace(f); telemetry.IsUUID(f) {
 			return f
 		}
 	}
 	return ""
-}
-
-// isUUID reports whether s has the 8-4-4-4-12 hex shape of a request id.
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }
