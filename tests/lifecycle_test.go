@@ -262,3 +262,51 @@ func TestTextLinesWithRuntimePrefix(t *testing.T) {
 		t.Errorf("%d of the %d lines stored as printed", seen, len(want))
 	}
 }
+
+// O2_EXCLUDE_TYPES and O2_MIN_LEVEL leave records out of what is sent, not
+// out of what the extension sees: an end-of-invocation flush still waits
+// for the excluded platform.runtimeDone, so the kept lines are stored
+// before /next, and the summary counts what was left out.
+func TestFilterLeavesOutWhatIsSentOnly(t *testing.T) {
+	t.Parallel()
+	h := start(t, lambdatest.Options{LogFormat: "json"}, true,
+		"O2_EXCLUDE_TYPES=platform.start,platform.runtimeDone", "O2_MIN_LEVEL=warn", "O2_FLUSH_STRATEGY=end")
+	lines := func(inv int) []string {
+		ls := make([]string, 10)
+		for j := range ls {
+			ls[j] = lambdatest.ScenarioLine("filtered", inv, j, 80)
+		}
+		return ls
+	}
+	quiet, loud := lines(0), lines(1)
+	if _, err := h.p.Invoke(t.Context(), lambdatest.Invocation{Lines: quiet, Level: "INFO", Duration: 10 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := h.p.Invoke(t.Context(), lambdatest.Invocation{Lines: loud, Level: "ERROR", Duration: 10 * time.Millisecond})
+	if err != nil || res.TimedOut {
+		t.Fatalf("invoke: %+v %v", res, err)
+	}
+	// No waiting: the ERROR lines are stored when /next was called.
+	if lost, dup := exactlyOnce(t, loud, h.marked("filtered")); lost+dup > 0 {
+		t.Fatalf("ERROR lines before /next: lost %d, duplicated %d", lost, dup)
+	}
+	h.shutdown()
+	got := h.marked("filtered")
+	for _, l := range quiet {
+		if got[l] > 0 {
+			t.Fatalf("INFO line %.30q was sent with O2_MIN_LEVEL=warn", l)
+		}
+	}
+	for _, typ := range []string{"platform.start", "platform.runtimeDone"} {
+		if n := len(h.records(typ)); n > 0 {
+			t.Errorf("%d %s records sent although excluded", n, typ)
+		}
+	}
+	if n := len(h.records("platform.report")); n != 2 {
+		t.Errorf("platform.report records = %d, want 2 (not excluded)", n)
+	}
+	// 10 INFO lines and two of each excluded type.
+	if n := trustNum(trustSummary(t, h)["record_filteredevents"]); n != 14 {
+		t.Errorf("summary filteredEvents = %d, want 14", n)
+	}
+}

@@ -51,6 +51,7 @@ func runExtension(ctx context.Context, getenv func(string) string, stdout io.Wri
 		forced, auto, _ := strategy.ParseMode(string(cfg.FlushStrategy)) // validated by config
 		opts.Sender = newSender(cfg, getenv, log)
 		opts.Derive = tenantReport(cfg)
+		opts.Filter = telemetry.Filter{ExcludeTypes: cfg.ExcludeTypes, MinLevel: cfg.MinLevel}
 		opts.ListenAddr = addr
 		opts.DestinationHost = host
 		opts.BufferBytes = cfg.MaxBufferBytes

@@ -60,6 +60,8 @@ type Config struct {
 	LongRunning            time.Duration     // O2_LONG_RUNNING_MS
 	FlushBudget            time.Duration     // O2_FLUSH_BUDGET_MS: most an end-of-invocation flush may add
 	Fields                 map[string]string // O2_FIELDS: extra fields on every record
+	ExcludeTypes           []string          // O2_EXCLUDE_TYPES: event types not forwarded ("x.*" for a prefix)
+	MinLevel               string            // O2_MIN_LEVEL: "" or a level in capitals; lower-level log records are not forwarded
 	TenantReport           bool              // O2_TENANT_REPORT
 	TenantMessage          string            // O2_TENANT_MESSAGE
 	TenantField            string            // O2_TENANT_FIELD

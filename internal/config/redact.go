@@ -170,6 +170,14 @@ func (c Config) Warnings() []string {
 		w = append(w, fmt.Sprintf("%s (%s MiB) is smaller than %s (%d bytes): the whole buffer is less than one request",
 			envMaxBufferSize, formatMiB(c.MaxBufferBytes), envMaxBatchBytes, c.MaxBatchBytes))
 	}
+	for _, t := range c.ExcludeTypes {
+		prefix, isPrefix := strings.CutSuffix(t, "*")
+		if !slices.ContainsFunc(knownTypes, func(k string) bool {
+			return k == t || isPrefix && strings.HasPrefix(k, prefix)
+		}) {
+			w = append(w, fmt.Sprintf("%s: %s matches no event type Lambda sends (types are case-sensitive, e.g. platform.runtimeDone)", envExcludeTypes, quote(t)))
+		}
+	}
 	if c.ListenerPort == 8080 {
 		w = append(w, envListenerPort+" 8080 is used by many other extensions; 0 lets the OS choose a free port")
 	}

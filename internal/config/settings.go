@@ -27,6 +27,8 @@ const (
 	envFlushBudget       = "O2_FLUSH_BUDGET_MS"
 	envFields            = "O2_FIELDS"
 	envTenantStream      = "O2_TENANT_STREAM"
+	envExcludeTypes      = "O2_EXCLUDE_TYPES"
+	envMinLevel          = "O2_MIN_LEVEL"
 )
 
 // setting describes one variable: how to read it into a Config, how to check
@@ -197,6 +199,32 @@ var settings = []setting{
 		check: func(c Config) error { return checkFields(c.Fields) },
 		show:  func(c Config) string { return formatFields(c.Fields) },
 	},
+	{
+		name:  envExcludeTypes,
+		desc:  "event types not sent to OpenObserve, comma-separated, e.g. 'platform.start,platform.runtimeDone' or 'platform.*'; the extension still sees them",
+		parse: parseExcludeTypes,
+		check: func(c Config) error { return checkExcludeTypes(c.ExcludeTypes) },
+		show:  func(c Config) string { return strings.Join(c.ExcludeTypes, ",") },
+	},
+	{
+		name: envMinLevel,
+		desc: "function and extension log records below this level are not sent: " + strings.Join(minLevels, ", ") + " (WARNING and CRITICAL accepted); records without a level always are",
+		parse: func(c *Config, v string) error {
+			l := canonicalLevel(v)
+			if l == "" {
+				return fmt.Errorf("%s: %s is not a level (allowed %s)", envMinLevel, quote(v), strings.Join(minLevels, ", "))
+			}
+			c.MinLevel = l
+			return nil
+		},
+		check: func(c Config) error {
+			if c.MinLevel != "" && canonicalLevel(c.MinLevel) != c.MinLevel {
+				return fmt.Errorf("%s: %s is not a level (allowed %s)", envMinLevel, quote(c.MinLevel), strings.Join(minLevels, ", "))
+			}
+			return nil
+		},
+		show: func(c Config) string { return c.MinLevel },
+	},
 	boolSetting("O2_TENANT_REPORT", "send per-customer memory reports to OpenObserve",
 		func(c *Config) *bool { return &c.TenantReport }),
 	nonEmptyString("O2_TENANT_MESSAGE", "message of the per-customer memory report",
@@ -222,6 +250,69 @@ var settings = []setting{
 
 // logLevels are the accepted O2_LOG_LEVEL values, in their stored form.
 var logLevels = []string{"trace", "debug", "info", "warn", "error"}
+
+// minLevels are the accepted O2_MIN_LEVEL values, in their stored form.
+var minLevels = []string{"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
+
+// canonicalLevel returns the stored form of a level word, or "" if it is
+// not one.
+func canonicalLevel(v string) string {
+	switch l := strings.ToUpper(strings.TrimSpace(v)); l {
+	case "WARNING":
+		return "WARN"
+	case "CRITICAL":
+		return "FATAL"
+	default:
+		if slices.Contains(minLevels, l) {
+			return l
+		}
+		return ""
+	}
+}
+
+// knownTypes are the event types Lambda sends (lambda-platform.md); an
+// O2_EXCLUDE_TYPES entry that matches none of them is most likely a typo.
+var knownTypes = []string{
+	"function", "extension",
+	"platform.initStart", "platform.initRuntimeDone", "platform.initReport",
+	"platform.start", "platform.runtimeDone", "platform.report",
+	"platform.extension", "platform.telemetrySubscription", "platform.logsDropped",
+	"platform.restoreStart", "platform.restoreRuntimeDone", "platform.restoreReport",
+}
+
+// parseExcludeTypes reads a comma-separated list; empty entries are ignored.
+func parseExcludeTypes(c *Config, v string) error {
+	var types []string
+	for t := range strings.SplitSeq(v, ",") {
+		if t = strings.TrimSpace(t); t != "" && !slices.Contains(types, t) {
+			types = append(types, t)
+		}
+	}
+	if err := checkExcludeTypes(types); err != nil {
+		return err
+	}
+	c.ExcludeTypes = types
+	return nil
+}
+
+// checkExcludeTypes wants each entry to be a type name (letters and '.'),
+// optionally ending in '*' for a prefix.
+func checkExcludeTypes(types []string) error {
+	var errs []error
+	for _, t := range types {
+		name, _ := strings.CutSuffix(t, "*")
+		ok := name != "" || t == "*"
+		for _, r := range name {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '.') {
+				ok = false
+			}
+		}
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: %s is not an event type (letters and '.', or a prefix ending in '*', e.g. platform.start or platform.*)", envExcludeTypes, quote(t)))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // strategies are the accepted O2_FLUSH_STRATEGY values.
 var strategies = []Strategy{StrategyAuto, StrategyEnd, StrategyContinuous, StrategyPeriodic}

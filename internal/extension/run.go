@@ -69,6 +69,10 @@ type Options struct {
 	// Strategy chooses the flush mode per invocation.
 	Strategy strategy.Options
 
+	// Filter leaves events out of what is sent; the extension still sees
+	// every event.
+	Filter telemetry.Filter
+
 	// Derive, if set, sees every telemetry event (on the listener's
 	// decoding goroutine; it must be quick) and returns records of its own
 	// to buffer, e.g. the per-tenant memory report.
@@ -164,6 +168,7 @@ func (e *ext) startTelemetry(ctx context.Context) error {
 		Addr:    o.ListenAddr,
 		Buffer:  e.buf,
 		OnEvent: e.onEvent,
+		Filter:  o.Filter,
 	})
 	if err != nil {
 		return err
@@ -466,6 +471,7 @@ func (e *ext) summary(reason string) json.RawMessage {
 		"eventsReceived":       ls.Events,
 		"malformedEvents":      ls.Malformed,
 		"truncatedBodies":      ls.Truncated,
+		"filteredEvents":       ls.Filtered,
 		"lambdaDroppedRecords": ls.LambdaDroppedRecords,
 		"lambdaDroppedBytes":   ls.LambdaDroppedBytes,
 		"delivered":            st.Delivered,

@@ -28,9 +28,11 @@ type ListenerOptions struct {
 	// Buffer receives every decoded event.
 	Buffer *Buffer
 	// OnEvent, if set, sees every decoded event (in arrival order, on the
-	// decoding goroutine) just after its batch was buffered. It must not
-	// block or keep the pointer.
+	// decoding goroutine) just after its batch was buffered, filtered out
+	// or not. It must not block or keep the pointer.
 	OnEvent func(*Event)
+	// Filter leaves events out of the buffer (the zero Filter keeps all).
+	Filter Filter
 	// Now, if set, replaces time.Now for events whose time cannot be read.
 	Now func() time.Time
 }
@@ -38,9 +40,10 @@ type ListenerOptions struct {
 // ListenerStats counts what the listener has received.
 type ListenerStats struct {
 	Requests  uint64 // POSTs received
-	Events    uint64 // events decoded and buffered
+	Events    uint64 // events decoded (and buffered, unless Filtered)
 	Malformed uint64 // events (or bodies) skipped because they could not be decoded
 	Truncated uint64 // bodies cut at the size cap
+	Filtered  uint64 // events decoded but left out by the Filter
 	// LambdaDroppedRecords and LambdaDroppedBytes add up the
 	// platform.logsDropped events: records Lambda itself dropped before
 	// delivering them to us.
@@ -63,11 +66,12 @@ type Listener struct {
 	stopped chan struct{} // closed when the server and the decoder have returned
 	once    sync.Once
 
-	currentRequest string // decoding goroutine only
+	currentRequest string  // decoding goroutine only
+	kept           []Event // decoding goroutine only: the events a Filter keeps
 
-	requests, events, malformed, truncated atomic.Uint64
-	lastActivity                           atomic.Int64 // unix ns of the last POST
-	lambdaDropRecords, lambdaDropBytes     atomic.Uint64
+	requests, events, malformed, truncated, filtered atomic.Uint64
+	lastActivity                                     atomic.Int64 // unix ns of the last POST
+	lambdaDropRecords, lambdaDropBytes               atomic.Uint64
 }
 
 // Listen binds the address synchronously (so a bind error is reported at
@@ -193,7 +197,18 @@ func (l *Listener) decode(body []byte) {
 	// Buffer first, observe second: whoever wakes on platform.runtimeDone
 	// must find every event that came before it already buffered.
 	if l.o.Buffer != nil {
-		l.o.Buffer.Add(evs...)
+		kept := evs
+		if l.o.Filter.Active() {
+			l.kept = l.kept[:0]
+			for i := range evs {
+				if l.o.Filter.Keep(&evs[i]) {
+					l.kept = append(l.kept, evs[i])
+				}
+			}
+			l.filtered.Add(uint64(len(evs) - len(l.kept)))
+			kept = l.kept
+		}
+		l.o.Buffer.Add(kept...)
 	}
 	for i := range evs {
 		e := &evs[i]
@@ -338,6 +353,7 @@ func (l *Listener) Stats() ListenerStats {
 		Events:               l.events.Load(),
 		Malformed:            l.malformed.Load(),
 		Truncated:            l.truncated.Load(),
+		Filtered:             l.filtered.Load(),
 		LambdaDroppedRecords: l.lambdaDropRecords.Load(),
 		LambdaDroppedBytes:   l.lambdaDropBytes.Load(),
 	}

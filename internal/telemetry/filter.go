@@ -1,0 +1,60 @@
+package telemetry
+
+import "strings"
+
+// Filter decides which events are forwarded to OpenObserve, to leave out
+// what a user does not want to pay to store. It never hides an event from
+// the extension itself: the flush modes still see platform.runtimeDone and
+// the tenant report still sees platform.report. The zero Filter keeps
+// everything.
+type Filter struct {
+	// ExcludeTypes are event types not forwarded: exact ("platform.start")
+	// or, ending in '*', a prefix ("platform.*").
+	ExcludeTypes []string
+	// MinLevel, when set (one of Levels), leaves out function and extension
+	// records whose level is known and below it. Records without a level
+	// are always forwarded.
+	MinLevel string
+}
+
+// Levels are the log levels a Filter knows, lowest first. WARNING and
+// CRITICAL (Python's words) rank as WARN and FATAL.
+var Levels = []string{"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
+
+// LevelRank is the position of level in Levels (case-insensitive, with
+// WARNING as WARN and CRITICAL as FATAL), or -1 when it is not a level.
+func LevelRank(level string) int {
+	switch {
+	case strings.EqualFold(level, "WARNING"):
+		level = "WARN"
+	case strings.EqualFold(level, "CRITICAL"):
+		level = "FATAL"
+	}
+	for i, l := range Levels {
+		if strings.EqualFold(level, l) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Active reports whether the filter leaves anything out.
+func (f Filter) Active() bool { return len(f.ExcludeTypes) > 0 || LevelRank(f.MinLevel) > 0 }
+
+// Keep reports whether e is forwarded.
+func (f Filter) Keep(e *Event) bool {
+	for _, t := range f.ExcludeTypes {
+		if p, ok := strings.CutSuffix(t, "*"); ok {
+			if strings.HasPrefix(e.Type, p) {
+				return false
+			}
+		} else if e.Type == t {
+			return false
+		}
+	}
+	if e.Level == "" || (e.Type != "function" && e.Type != "extension") {
+		return true
+	}
+	r := LevelRank(e.Level)
+	return r < 0 || r >= LevelRank(f.MinLevel)
+}
