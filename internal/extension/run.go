@@ -434,13 +434,22 @@ func (e *ext) shutdown(ctx context.Context, deadline time.Time, reason string) {
 	}).Info("shutdown")
 }
 
-// waitQuiet returns once no telemetry has arrived for quiet, or when ctx
-// ends.
+// waitQuiet returns once no telemetry has arrived for quiet, counted from
+// the later of the last POST and the call (Lambda may still hold events it
+// buffered before SHUTDOWN: it posts them at once, but they can reach the
+// listener just after SHUTDOWN reaches us), and everything that arrived is
+// decoded and buffered; or when ctx ends.
 func (e *ext) waitQuiet(ctx context.Context, quiet time.Duration) {
+	defer e.listener.Sync(ctx)
+	start := time.Now()
 	t := time.NewTimer(quiet)
 	defer t.Stop()
 	for {
-		idle := time.Since(e.listener.LastActivity())
+		last := e.listener.LastActivity()
+		if last.Before(start) {
+			last = start
+		}
+		idle := time.Since(last)
 		if idle >= quiet {
 			return
 		}

@@ -57,10 +57,12 @@ type ListenerStats struct {
 // per request or per event: its own output would come back to it as
 // "extension" events and feed itself forever.
 type Listener struct {
-	o       ListenerOptions
-	ln      net.Listener
-	srv     *http.Server
-	bodies  chan []byte
+	o   ListenerOptions
+	ln  net.Listener
+	srv *http.Server
+	// bodies queues accepted bodies for the decoder, in order; an entry
+	// with a nil body and an ack is a Sync, answered when reached.
+	bodies  chan queued
 	done    chan struct{} // closed by Close
 	wg      sync.WaitGroup
 	stopped chan struct{} // closed when the server and the decoder have returned
@@ -91,7 +93,7 @@ func Listen(o ListenerOptions) (*Listener, error) {
 	l := &Listener{
 		o:       o,
 		ln:      ln,
-		bodies:  make(chan []byte, 16),
+		bodies:  make(chan queued, 16),
 		done:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
@@ -139,7 +141,7 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	select {
-	case l.bodies <- body:
+	case l.bodies <- queued{body: body}:
 	case <-l.done:
 	case <-r.Context().Done():
 		return
@@ -147,23 +149,37 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
+// queued is one entry of the decoder's queue.
+type queued struct {
+	body []byte
+	ack  chan struct{} // set for a Sync
+}
+
 func (l *Listener) decodeLoop() {
 	for {
 		select {
-		case b := <-l.bodies:
-			l.decode(b)
+		case q := <-l.bodies:
+			l.take(q)
 		case <-l.done:
 			// Decode whatever was accepted before Close.
 			for {
 				select {
-				case b := <-l.bodies:
-					l.decode(b)
+				case q := <-l.bodies:
+					l.take(q)
 				default:
 					return
 				}
 			}
 		}
 	}
+}
+
+func (l *Listener) take(q queued) {
+	if q.ack != nil {
+		close(q.ack) // everything queued before it is decoded
+		return
+	}
+	l.decode(q.body)
 }
 
 // wireEvent is one element of a Telemetry API batch.
@@ -338,6 +354,32 @@ func plainASCII(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// Sync returns once every body accepted before the call has been decoded
+// and buffered, or when ctx ends (false).
+func (l *Listener) Sync(ctx context.Context) bool {
+	ack := make(chan struct{})
+	select {
+	case l.bodies <- queued{ack: ack}:
+	case <-l.done:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+	select {
+	case <-ack:
+		return true
+	case <-l.stopped: // closed meanwhile: the decoder is gone
+		select {
+		case <-ack:
+			return true // it got there first
+		default:
+			return false
+		}
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // LastActivity is when the last POST arrived (when the listener started, if

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"testing/iotest"
 )
@@ -400,5 +401,30 @@ func TestListenBindError(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "telemetry listener") {
 		t.Errorf("error %q does not say what failed", err)
+	}
+}
+
+// Sync returns only once every body accepted before it is decoded and
+// buffered, even while the decoder is behind (SHUTDOWN relies on it before
+// the final flush).
+func TestListenerSync(t *testing.T) {
+	gate := make(chan struct{})
+	var once sync.Once
+	h := listen(t, ListenerOptions{OnEvent: func(*Event) { once.Do(func() { <-gate }) }})
+	one := []byte(`[{"time":"2025-06-01T08:00:00.100Z","type":"function","record":"one"}]`)
+	two := []byte(`[{"time":"2025-06-01T08:00:00.200Z","type":"function","record":"two"},{"time":"2025-06-01T08:00:00.201Z","type":"function","record":"three"}]`)
+	for _, b := range [][]byte{one, two} {
+		if code := h.post(t, b); code != http.StatusOK {
+			t.Fatalf("POST answered %d", code)
+		}
+	}
+	synced := make(chan bool, 1)
+	go func() { synced <- h.l.Sync(t.Context()) }()
+	close(gate) // the decoder was held on the first event
+	if !<-synced {
+		t.Fatal("Sync returned false")
+	}
+	if n := h.buf.Len(); n != 3 {
+		t.Errorf("buffered %d events after Sync, want all 3", n)
 	}
 }
