@@ -593,30 +593,32 @@ func mxCheckAuth(t *testing.T, h *harness, status int, interval time.Duration, w
 // at every INVOKE and every full batch): at most one request per interval,
 // the data kept, and all of it delivered once the credentials work again.
 func mxUnauthorized(t *testing.T, name string) mxRow {
-	const interval = 500 * time.Millisecond
-	h := start(t, lambdatest.Options{}, true, "O2_FLUSH_STRATEGY=continuous", fmt.Sprintf("O2_FLUSH_INTERVAL_MS=%d", interval.Milliseconds()), "O2_BATCH_SIZE=50")
-	mxAuthWindow(h, http.StatusUnauthorized, 2500*time.Millisecond)
-	rep := mxRun(t, h, lambdatest.Scenario{Invocations: 100, Rate: 20, Lines: 20, LineSize: 100, Duration: 5 * time.Millisecond, Marker: "mx-401"})
-	h.shutdown()
-	r := mxMeasure(t, h, name, "mx-401", rep.Lines, rep.Invocations)
-	mxNoTimeouts(t, rep.Invocations)
-	mxExactlyOnce(t, h, r)
-	mxCheckAuth(t, h, http.StatusUnauthorized, interval, "wrong credentials: check O2_AUTHORIZATION_HEADER")
-	return r
+	return mxAuthRecovery(t, name, http.StatusUnauthorized, "wrong credentials: check O2_AUTHORIZATION_HEADER",
+		lambdatest.Scenario{Invocations: 100, Rate: 20, Lines: 20, LineSize: 100, Duration: 5 * time.Millisecond, Marker: "mx-401"},
+		"O2_FLUSH_STRATEGY=continuous", "O2_BATCH_SIZE=50")
 }
 
 // Item 3, 403 for a sporadic function (end-of-invocation: a flush at every
 // invocation): the same rules.
 func mxForbidden(t *testing.T, name string) mxRow {
+	return mxAuthRecovery(t, name, http.StatusForbidden, "forbidden: the credentials are valid but may not ingest",
+		lambdatest.Scenario{Invocations: 80, Gap: 40 * time.Millisecond, Lines: 20, LineSize: 100, Duration: 5 * time.Millisecond, Marker: "mx-403"},
+		"O2_FLUSH_STRATEGY=end")
+}
+
+// mxAuthRecovery runs sc while OpenObserve answers status for 2.5 s, with a
+// 500 ms flush interval: nothing lost or duplicated, no invocation held to
+// its deadline, and the refusal logged once per interval with explain.
+func mxAuthRecovery(t *testing.T, name string, status int, explain string, sc lambdatest.Scenario, env ...string) mxRow {
 	const interval = 500 * time.Millisecond
-	h := start(t, lambdatest.Options{}, true, "O2_FLUSH_STRATEGY=end", fmt.Sprintf("O2_FLUSH_INTERVAL_MS=%d", interval.Milliseconds()))
-	mxAuthWindow(h, http.StatusForbidden, 2500*time.Millisecond)
-	rep := mxRun(t, h, lambdatest.Scenario{Invocations: 80, Gap: 40 * time.Millisecond, Lines: 20, LineSize: 100, Duration: 5 * time.Millisecond, Marker: "mx-403"})
+	h := start(t, lambdatest.Options{}, true, append(env, fmt.Sprintf("O2_FLUSH_INTERVAL_MS=%d", interval.Milliseconds()))...)
+	mxAuthWindow(h, status, 2500*time.Millisecond)
+	rep := mxRun(t, h, sc)
 	h.shutdown()
-	r := mxMeasure(t, h, name, "mx-403", rep.Lines, rep.Invocations)
+	r := mxMeasure(t, h, name, sc.Marker, rep.Lines, rep.Invocations)
 	mxNoTimeouts(t, rep.Invocations)
 	mxExactlyOnce(t, h, r)
-	mxCheckAuth(t, h, http.StatusForbidden, interval, "forbidden: the credentials are valid but may not ingest")
+	mxCheckAuth(t, h, status, interval, explain)
 	return r
 }
 

@@ -158,12 +158,10 @@ func (f *flusher) kick(limit int) {
 	}
 }
 
-// flush asks for a drain and waits for it until ctx ends. It reports whether
-// the drain finished in time (the data it could not send stays buffered).
-func (f *flusher) flush(ctx context.Context, final bool) bool {
-	if final {
-		return f.wait(ctx, f.finish(ctx))
-	}
+// flush asks for a background drain and waits for it until ctx ends (the
+// final drain is finishWithin's). It reports whether the drain finished in
+// time; if not, it carries on and the data it could not send stays buffered.
+func (f *flusher) flush(ctx context.Context) bool {
 	r := flushRequest{done: make(chan struct{})}
 	select {
 	case f.reqs <- r:

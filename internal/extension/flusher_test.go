@@ -98,7 +98,7 @@ func TestFlushDrainsEverythingInBatches(t *testing.T) {
 		f, buf := newTestFlusher(t, s, 1<<20, 100, time.Hour)
 		buf.SetBatch(1000, 1<<30) // no full-batch sends: only the flush
 		buf.Add(events(250)...)
-		if !f.flush(t.Context(), false) {
+		if !f.flush(t.Context()) {
 			t.Fatal("flush did not finish")
 		}
 		calls, got := s.snapshot()
@@ -184,20 +184,20 @@ func TestSendErrors(t *testing.T) {
 				}}
 				f, buf := newTestFlusher(t, s, 1<<20, 100, 5*time.Second)
 				buf.Add(events(5)...)
-				f.flush(t.Context(), false)
+				f.flush(t.Context())
 				if got := buf.Len(); got != tc.wantKept {
 					t.Fatalf("buffered after failure = %d, want %d", got, tc.wantKept)
 				}
 				if got := f.Stats().Rejected; got != tc.wantRejected {
 					t.Errorf("rejected = %d, want %d", got, tc.wantRejected)
 				}
-				f.flush(t.Context(), false)
+				f.flush(t.Context())
 				calls, _ := s.snapshot()
 				if sentAgain := calls == 2; sentAgain != (tc.retryImmedOK && tc.wantKept > 0) {
 					t.Fatalf("immediate retry sent again = %v (calls %d)", sentAgain, calls)
 				}
 				time.Sleep(5 * time.Second)
-				f.flush(t.Context(), false)
+				f.flush(t.Context())
 				_, got := s.snapshot()
 				if tc.retryInterval {
 					checkOrder(t, got, 5) // delivered once, in order
@@ -219,8 +219,8 @@ func TestFinalFlushIgnoresPause(t *testing.T) {
 		}}
 		f, buf := newTestFlusher(t, s, 1<<20, 100, time.Minute)
 		buf.Add(events(3)...)
-		f.flush(t.Context(), false)
-		f.flush(t.Context(), true)
+		f.flush(t.Context())
+		f.finishWithin(t.Context(), 0)
 		_, got := s.snapshot()
 		checkOrder(t, got, 3)
 	})
@@ -234,7 +234,7 @@ func TestFlushBudgetLeavesTheDrainRunning(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		defer cancel()
 		start := time.Now()
-		if f.flush(ctx, false) {
+		if f.flush(ctx) {
 			t.Fatal("flush reported done while the sender was held")
 		}
 		if waited := time.Since(start); waited != 2*time.Second {
@@ -254,7 +254,7 @@ func TestDropsAreReportedAsARecord(t *testing.T) {
 		f, buf := newTestFlusher(t, s, 10*one, 1000, time.Hour)
 		buf.SetBatch(1000, 1<<30)
 		buf.Add(events(15)...) // 5 oldest dropped
-		f.flush(t.Context(), false)
+		f.flush(t.Context())
 		_, got := s.snapshot()
 		if len(got) == 0 || got[0].Type != DroppedType {
 			t.Fatalf("first record sent = %+v, want a %s record", got, DroppedType)
@@ -268,7 +268,7 @@ func TestDropsAreReportedAsARecord(t *testing.T) {
 		}
 		// Reported once: a second flush adds no new drop record.
 		buf.Add(events(1)...)
-		f.flush(t.Context(), false)
+		f.flush(t.Context())
 		_, got = s.snapshot()
 		n := 0
 		for _, e := range got {

@@ -292,7 +292,7 @@ func (e *ext) invoke(ctx context.Context, ev Event) {
 	}
 	fctx, cancel := context.WithDeadline(ctx, budget)
 	defer cancel()
-	if !e.flusher.flush(fctx, false) {
+	if !e.flusher.flush(fctx) {
 		// The drain carries on in the background and resumes after the
 		// freeze; the data is not lost, only later.
 		e.warnRarely("end-of-invocation flush did not finish within O2_FLUSH_BUDGET_MS; the rest is sent later")

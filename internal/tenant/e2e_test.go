@@ -186,19 +186,8 @@ func runEndToEnd(t *testing.T, format string) {
 // returns its identifier.
 func register(t *testing.T, api string) string {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, api+"/2020-01-01/extension/register",
-		strings.NewReader(`{"events":["INVOKE","SHUTDOWN"]}`))
-	req.Header.Set("Lambda-Extension-Name", "tenant-e2e")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("register: %s %s", resp.Status, b)
-	}
-	return resp.Header.Get("Lambda-Extension-Identifier")
+	return mustCall(t, http.MethodPost, api+"/2020-01-01/extension/register", `{"events":["INVOKE","SHUTDOWN"]}`,
+		"Lambda-Extension-Name", "tenant-e2e").Get("Lambda-Extension-Identifier")
 }
 
 // subscribe subscribes the listener on port to platform and function
@@ -208,9 +197,18 @@ func subscribe(t *testing.T, api, id string, port int) {
 	body := fmt.Sprintf(`{"schemaVersion":"2022-12-13","types":["platform","function"],`+
 		`"buffering":{"maxItems":1000,"maxBytes":262144,"timeoutMs":25},`+
 		`"destination":{"protocol":"HTTP","URI":"http://sandbox.localdomain:%d"}}`, port)
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPut, api+"/2022-07-01/telemetry", strings.NewReader(body))
-	req.Header.Set("Lambda-Extension-Identifier", id)
-	req.Header.Set("Content-Type", "application/json")
+	mustCall(t, http.MethodPut, api+"/2022-07-01/telemetry", body,
+		"Lambda-Extension-Identifier", id, "Content-Type", "application/json")
+}
+
+// mustCall sends body with the given header name/value pairs and fails the
+// test unless the answer is 200; it returns the answer's header.
+func mustCall(t *testing.T, method, url, body string, header ...string) http.Header {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -218,8 +216,9 @@ func subscribe(t *testing.T, api, id string, port int) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("subscribe: %s %s", resp.Status, b)
+		t.Fatalf("%s %s: %s %s", method, url, resp.Status, b)
 	}
+	return resp.Header
 }
 
 // runExtension is the lifecycle loop of the extension under test: /next
