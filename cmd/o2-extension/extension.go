@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -49,15 +48,21 @@ func runExtension(ctx context.Context, getenv func(string) string, stdout io.Wri
 		}
 		addr, host := listenAddress(cfg.ListenerPort)
 		forced, auto, _ := strategy.ParseMode(string(cfg.FlushStrategy)) // validated by config
-		opts.Sender = newSender(cfg, getenv, log)
+		client := openobserve.NewClient(clientOptions(cfg, getenv, log))
+		shipOpts := openobserve.ShipperOptions{
+			InFlight:   cfg.MaxInFlight,
+			BatchCount: cfg.BatchSize,
+			Linger:     cfg.FlushInterval,
+			Logger:     log,
+		}
+		opts.Delivery = func(buf *telemetry.Buffer) extension.Delivery {
+			return shipper{openobserve.NewShipper(client, buf, shipOpts)}
+		}
 		opts.Derive = tenantReport(cfg)
 		opts.Filter = telemetry.Filter{ExcludeTypes: cfg.ExcludeTypes, MinLevel: cfg.MinLevel}
 		opts.ListenAddr = addr
 		opts.DestinationHost = host
 		opts.BufferBytes = cfg.MaxBufferBytes
-		opts.BatchCount = cfg.BatchSize
-		opts.BatchBytes = cfg.MaxBatchBytes
-		opts.FlushInterval = cfg.FlushInterval
 		opts.FlushBudget = cfg.FlushBudget
 		opts.Strategy = strategy.Options{
 			Auto:        auto,
@@ -76,8 +81,15 @@ func clientOptions(cfg config.Config, getenv func(string) string, log *logrus.En
 	if retries == 0 {
 		retries = -1 // the client reads 0 as "use the default"
 	}
+	var routes map[string]string
+	if cfg.TenantStream != "" && cfg.TenantStream != cfg.Stream {
+		tcfg := cfg
+		tcfg.Stream = cfg.TenantStream
+		routes = map[string]string{tenant.RecordType: tcfg.IngestURL()}
+	}
 	return openobserve.Options{
 		IngestURL:      cfg.IngestURL(),
+		Routes:         routes,
 		HealthURL:      cfg.HealthURL(),
 		Authorization:  cfg.Authorization,
 		MaxBatchBytes:  cfg.MaxBatchBytes,
@@ -130,76 +142,11 @@ func tenantReport(cfg config.Config) func(*telemetry.Event, time.Time) []telemet
 	return t.Observe
 }
 
-// newSender builds the OpenObserve client, and a second one when the tenant
-// memory reports go to a stream of their own.
-func newSender(cfg config.Config, getenv func(string) string, log *logrus.Entry) extension.Sender {
-	logs := sender{openobserve.NewClient(clientOptions(cfg, getenv, log))}
-	if cfg.TenantStream == "" || cfg.TenantStream == cfg.Stream {
-		return logs
-	}
-	tcfg := cfg
-	tcfg.Stream = cfg.TenantStream
-	return routingSender{logs: logs, tenant: sender{openobserve.NewClient(clientOptions(tcfg, getenv, log))}}
-}
+// shipper is the delivery as the extension sees it.
+type shipper struct{ *openobserve.Shipper }
 
-// routingSender sends tenant memory records to their own stream and
-// everything else to the logs stream.
-type routingSender struct{ logs, tenant sender }
-
-func (r routingSender) Send(ctx context.Context, evs []telemetry.Event) (extension.SendResult, []telemetry.Event, error) {
-	var logs, reports []telemetry.Event
-	for _, e := range evs {
-		if e.Type == tenant.RecordType {
-			reports = append(reports, e)
-		} else {
-			logs = append(logs, e)
-		}
-	}
-	if len(reports) == 0 {
-		return r.logs.Send(ctx, evs)
-	}
-	res, undelivered, err := r.logs.Send(ctx, logs)
-	if err != nil {
-		// Keep the reports with the undelivered logs; they go next time.
-		return res, append(undelivered, reports...), err
-	}
-	tres, tundelivered, err := r.tenant.Send(ctx, reports)
-	res.Sent += tres.Sent
-	res.Successful += tres.Successful
-	res.Failed += tres.Failed
-	res.Missing += tres.Missing
-	res.Requests += tres.Requests
-	res.Bytes += tres.Bytes
-	if tres.Error != "" {
-		res.Error = tres.Error
-	}
-	return res, tundelivered, err
-}
-
-// sender adapts the OpenObserve client to the extension's Sender, turning
-// its error classes into the extension's.
-type sender struct{ c *openobserve.Client }
-
-func (s sender) Send(ctx context.Context, evs []telemetry.Event) (extension.SendResult, []telemetry.Event, error) {
-	r, undelivered, err := s.c.Send(ctx, evs)
-	res := extension.SendResult{
-		Sent:       r.Sent,
-		Successful: r.Successful,
-		Failed:     r.Failed + r.Dropped,
-		Missing:    r.Missing,
-		Error:      r.Error,
-		Requests:   r.Requests,
-		Bytes:      r.Bytes,
-	}
-	switch {
-	case err == nil:
-	case openobserve.IsPermanent(err):
-		err = fmt.Errorf("%w: %s", extension.ErrRejected, openobserve.Explain(err))
-	case openobserve.IsAuth(err):
-		err = fmt.Errorf("%w: %s", extension.ErrUnauthorized, openobserve.Explain(err))
-	}
-	return res, undelivered, err
-}
+// Stats implements extension.Delivery.
+func (s shipper) Stats() any { return s.Shipper.Stats() }
 
 // extensionName is the executable's base name: Lambda requires it as the
 // registration name of an external extension.

@@ -34,7 +34,7 @@ const (
 const (
 	defaultEndpoint          = "https://api.openobserve.ai"
 	defaultMaxRecordBytes    = 256 * kib
-	defaultInitialRetryDelay = 1000 * time.Millisecond
+	defaultInitialRetryDelay = 100 * time.Millisecond
 )
 
 // Config is every setting of the extension, typed.
@@ -46,7 +46,8 @@ type Config struct {
 	BatchSize              int               // O2_BATCH_SIZE: records per request
 	MaxBatchBytes          int               // O2_MAX_BATCH_BYTES: uncompressed body bound of one request
 	MaxRecordBytes         int               // O2_MAX_RECORD_BYTES: a longer record is split or truncated
-	FlushInterval          time.Duration     // O2_FLUSH_INTERVAL_MS
+	FlushInterval          time.Duration     // O2_FLUSH_INTERVAL_MS: the linger of a record while thawed
+	MaxInFlight            int               // O2_MAX_IN_FLIGHT: requests in flight at once
 	MaxBufferBytes         int               // O2_MAX_BUFFER_SIZE_MB (stored in bytes): bound of the whole in-memory buffer
 	RequestTimeout         time.Duration     // O2_REQUEST_TIMEOUT_MS: one HTTP attempt
 	MaxRetries             int               // O2_MAX_RETRIES
@@ -78,15 +79,16 @@ func Default() Config {
 	return Config{
 		Endpoint:               defaultEndpoint,
 		Stream:                 "default",
-		BatchSize:              100,
-		MaxBatchBytes:          4 * mib,
+		BatchSize:              1000,
+		MaxBatchBytes:          1 * mib,
 		MaxRecordBytes:         defaultMaxRecordBytes,
-		FlushInterval:          5000 * time.Millisecond,
+		FlushInterval:          1000 * time.Millisecond,
+		MaxInFlight:            4,
 		MaxBufferBytes:         10 * mib,
 		RequestTimeout:         30000 * time.Millisecond,
 		MaxRetries:             3,
 		InitialRetryDelay:      defaultInitialRetryDelay,
-		MaxRetryDelay:          30000 * time.Millisecond,
+		MaxRetryDelay:          1000 * time.Millisecond,
 		LogLevel:               "info",
 		ListenerPort:           0,
 		FlushStrategy:          StrategyAuto,

@@ -58,15 +58,16 @@ func TestDefault(t *testing.T) {
 	want := config.Config{
 		Endpoint:               "https://api.openobserve.ai",
 		Stream:                 "default",
-		BatchSize:              100,
-		MaxBatchBytes:          4194304,
+		BatchSize:              1000,
+		MaxBatchBytes:          1048576,
 		MaxRecordBytes:         262144,
-		FlushInterval:          5 * time.Second,
+		FlushInterval:          time.Second,
+		MaxInFlight:            4,
 		MaxBufferBytes:         10 << 20,
 		RequestTimeout:         30 * time.Second,
 		MaxRetries:             3,
-		InitialRetryDelay:      time.Second,
-		MaxRetryDelay:          30 * time.Second,
+		InitialRetryDelay:      100 * time.Millisecond,
+		MaxRetryDelay:          time.Second,
 		LogLevel:               "info",
 		FlushStrategy:          config.StrategyAuto,
 		HighFrequencyThreshold: 10,
@@ -155,10 +156,10 @@ func TestLoadParsesEachVariable(t *testing.T) {
 				c.InitialRetryDelay = 200 * time.Millisecond
 				c.MaxRetryDelay = 200 * time.Millisecond
 			}},
-		{"initial delay default follows a smaller max", map[string]string{"O2_MAX_RETRY_DELAY_MS": "500"},
+		{"initial delay default follows a smaller max", map[string]string{"O2_MAX_RETRY_DELAY_MS": "50"},
 			func(c *config.Config) {
-				c.InitialRetryDelay = 500 * time.Millisecond
-				c.MaxRetryDelay = 500 * time.Millisecond
+				c.InitialRetryDelay = 50 * time.Millisecond
+				c.MaxRetryDelay = 50 * time.Millisecond
 			}},
 		{"log level lower-cased", map[string]string{"O2_LOG_LEVEL": "DEBUG"},
 			func(c *config.Config) { c.LogLevel = "debug" }},
@@ -257,7 +258,8 @@ var allSet = map[string]string{
 	"O2_BATCH_SIZE":               "7",
 	"O2_MAX_BATCH_BYTES":          "131072",
 	"O2_MAX_RECORD_BYTES":         "2048",
-	"O2_FLUSH_INTERVAL_MS":        "1000",
+	"O2_FLUSH_INTERVAL_MS":        "3000",
+	"O2_MAX_IN_FLIGHT":            "2",
 	"O2_MAX_BUFFER_SIZE_MB":       "2",
 	"O2_REQUEST_TIMEOUT_MS":       "700",
 	"O2_MAX_RETRIES":              "1",
@@ -419,11 +421,11 @@ func TestLoadRejects(t *testing.T) {
 		{name: "initial delay high", env: map[string]string{"O2_INITIAL_RETRY_DELAY_MS": "60001"},
 			want: []string{"O2_INITIAL_RETRY_DELAY_MS: 60001 is out of range (allowed 10..60000)"}},
 		{name: "initial delay above max",
-			env:  map[string]string{"O2_INITIAL_RETRY_DELAY_MS": "5000", "O2_MAX_RETRY_DELAY_MS": "500"},
-			want: []string{"O2_INITIAL_RETRY_DELAY_MS: 5000 is larger than O2_MAX_RETRY_DELAY_MS (500)"},
+			env:  map[string]string{"O2_INITIAL_RETRY_DELAY_MS": "5000", "O2_MAX_RETRY_DELAY_MS": "50"},
+			want: []string{"O2_INITIAL_RETRY_DELAY_MS: 5000 is larger than O2_MAX_RETRY_DELAY_MS (50)"},
 			apply: func(c *config.Config) {
-				c.MaxRetryDelay = 500 * time.Millisecond
-				c.InitialRetryDelay = 500 * time.Millisecond
+				c.MaxRetryDelay = 50 * time.Millisecond
+				c.InitialRetryDelay = 50 * time.Millisecond
 			}},
 		{name: "max delay low", env: map[string]string{"O2_MAX_RETRY_DELAY_MS": "9"},
 			want: []string{"O2_MAX_RETRY_DELAY_MS: 9 is out of range (allowed 10..300000)"}},
@@ -552,7 +554,7 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 		"O2_LOG_LEVEL":          "loud",
 		"O2_LISTENER_PORT":      "9001",
 		"O2_FIELDS":             "type=x",
-		"O2_MAX_RETRY_DELAY_MS": "100",
+		"O2_MAX_RETRY_DELAY_MS": "50",
 		// explicit and above the (valid) max: a cross-field problem
 		"O2_INITIAL_RETRY_DELAY_MS": "200",
 	}
@@ -572,11 +574,11 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 	}
 	// The config built alongside keeps defaults where values were refused
 	// and is consistent, so a fail-open extension can still print it.
-	if c.BatchSize != 100 || c.LogLevel != "info" || c.ListenerPort != 0 || c.Fields != nil {
+	if c.BatchSize != 1000 || c.LogLevel != "info" || c.ListenerPort != 0 || c.Fields != nil {
 		t.Errorf("refused values did not keep their defaults: %+v", c)
 	}
-	if c.MaxRetryDelay != 100*time.Millisecond || c.InitialRetryDelay != 100*time.Millisecond {
-		t.Errorf("retry delays = %v..%v, want 100ms..100ms", c.InitialRetryDelay, c.MaxRetryDelay)
+	if c.MaxRetryDelay != 50*time.Millisecond || c.InitialRetryDelay != 50*time.Millisecond {
+		t.Errorf("retry delays = %v..%v, want 50ms..50ms", c.InitialRetryDelay, c.MaxRetryDelay)
 	}
 	// Validate of the same config sees only what is still missing.
 	if vs := problems(c.Validate()); len(vs) != 2 {
@@ -617,8 +619,8 @@ func TestValidate(t *testing.T) {
 		{"cross-field", func(c *config.Config) {
 			c.MaxRecordBytes = c.MaxBatchBytes + 1
 			c.InitialRetryDelay = c.MaxRetryDelay + time.Millisecond
-		}, []string{"O2_MAX_RECORD_BYTES: 4194305 is larger than O2_MAX_BATCH_BYTES (4194304)",
-			"O2_INITIAL_RETRY_DELAY_MS: 30001 is larger than O2_MAX_RETRY_DELAY_MS (30000)"}},
+		}, []string{"O2_MAX_RECORD_BYTES: 1048577 is larger than O2_MAX_BATCH_BYTES (1048576)",
+			"O2_INITIAL_RETRY_DELAY_MS: 1001 is larger than O2_MAX_RETRY_DELAY_MS (1000)"}},
 		{"authorization without scheme", func(c *config.Config) { c.Authorization = "dXNlcjpwYXNz" },
 			[]string{"O2_AUTHORIZATION_HEADER must be '<scheme> <credentials>', e.g. 'Basic <base64"}},
 		{"authorization scheme only", func(c *config.Config) { c.Authorization = "Basic " },
@@ -750,15 +752,16 @@ func TestRedacted(t *testing.T) {
 		"O2_ORGANIZATION_ID=acme",
 		"O2_STREAM=default",
 		"O2_AUTHORIZATION_HEADER=Basic <redacted, 40 chars>",
-		"O2_BATCH_SIZE=100",
-		"O2_MAX_BATCH_BYTES=4194304",
+		"O2_BATCH_SIZE=1000",
+		"O2_MAX_BATCH_BYTES=1048576",
 		"O2_MAX_RECORD_BYTES=262144",
-		"O2_FLUSH_INTERVAL_MS=5000",
+		"O2_FLUSH_INTERVAL_MS=1000",
+		"O2_MAX_IN_FLIGHT=4",
 		"O2_MAX_BUFFER_SIZE_MB=10",
 		"O2_REQUEST_TIMEOUT_MS=30000",
 		"O2_MAX_RETRIES=3",
-		"O2_INITIAL_RETRY_DELAY_MS=1000",
-		"O2_MAX_RETRY_DELAY_MS=30000",
+		"O2_INITIAL_RETRY_DELAY_MS=100",
+		"O2_MAX_RETRY_DELAY_MS=1000",
 		"O2_LOG_LEVEL=info",
 		"O2_LISTENER_PORT=0",
 		"O2_FLUSH_STRATEGY=auto",
@@ -945,7 +948,7 @@ func TestWarnings(t *testing.T) {
 			[]string{`O2_STREAM: OpenObserve stores stream "My-App logs" as "my_app_logs"`}},
 		{"tenant stream renamed", func(c *config.Config) { c.TenantStream = "Tenants" },
 			[]string{`O2_TENANT_STREAM: OpenObserve stores stream "Tenants" as "tenants"`}},
-		{"buffer below batch", func(c *config.Config) { c.MaxBufferBytes = 1 << 20 },
+		{"buffer below batch", func(c *config.Config) { c.MaxBufferBytes = 1 << 20; c.MaxBatchBytes = 4 << 20 },
 			[]string{"O2_MAX_BUFFER_SIZE_MB (1 MiB) is smaller than O2_MAX_BATCH_BYTES (4194304 bytes)"}},
 		{"port 8080", func(c *config.Config) { c.ListenerPort = 8080 },
 			[]string{"O2_LISTENER_PORT 8080 is used by many other extensions"}},

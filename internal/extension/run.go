@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net"
 	"net/http"
 	"strconv"
@@ -41,6 +42,24 @@ const (
 // SummaryType is the type of the extension's own record sent at SHUTDOWN.
 const SummaryType = "o2-extension.summary"
 
+// Delivery sends what the buffer holds. It owns its goroutines: it streams
+// records in the background from the moment it is made, and the lifecycle
+// only tells it when an invocation ends and when the sandbox shuts down.
+type Delivery interface {
+	// Flush sends what is buffered now and waits until it is delivered, or
+	// has failed once and been retried once, or ctx ends. It returns at
+	// once, with an error, when the backend is failing: an invocation is
+	// never billed for waiting out a backoff.
+	Flush(ctx context.Context) error
+	// Shutdown drains what is left, most recent first, then sends the
+	// records summary returns, and returns before ctx's deadline. Safe to
+	// call twice.
+	Shutdown(ctx context.Context, summary func() []telemetry.Event) error
+	// Stats returns the delivery counters; their JSON object's fields go
+	// into the summary record.
+	Stats() any
+}
+
 // Options configure Run.
 type Options struct {
 	RuntimeAPI string // AWS_LAMBDA_RUNTIME_API, host:port
@@ -51,20 +70,18 @@ type Options struct {
 	// INVOKE events, schema 2025-01-29, flush in the background.
 	ManagedInstances bool
 
-	// Sender delivers batches. Nil means fail open: register, answer every
-	// event at once and forward nothing.
-	Sender Sender
+	// Delivery, when set, makes the delivery for the buffer the listener
+	// fills. Nil means fail open: register, answer every event at once and
+	// forward nothing.
+	Delivery func(buf *telemetry.Buffer) Delivery
 
 	// ListenAddr is the telemetry listener's bind address, host:port.
 	ListenAddr string
 	// DestinationHost is the host Lambda is told to post to.
 	DestinationHost string
 
-	BufferBytes   int           // bound of the whole buffer
-	BatchCount    int           // records per request
-	BatchBytes    int           // bytes per request (before encoding)
-	FlushInterval time.Duration // continuous and periodic interval
-	FlushBudget   time.Duration // the most an end-of-invocation flush may hold /next
+	BufferBytes int           // bound of the whole buffer
+	FlushBudget time.Duration // the most an end-of-invocation flush may hold /next
 
 	// Strategy chooses the flush mode per invocation.
 	Strategy strategy.Options
@@ -90,12 +107,8 @@ type ext struct {
 
 	buf      *telemetry.Buffer
 	listener *telemetry.Listener
-	flusher  *flusher
+	delivery Delivery
 	tracker  *tracker
-	// stopBackground cancels the context of every drain the flusher starts
-	// on its own (kicks, full batches, intervals); the final drain at
-	// SHUTDOWN has a context of its own.
-	stopBackground context.CancelFunc
 
 	mu          sync.Mutex // guards modeCounts, invocations, lastRequest, warnedAt (sel locks itself)
 	sel         *strategy.Selector
@@ -130,7 +143,7 @@ func Run(ctx context.Context, o Options) error {
 	if _, err := e.api.Register(ctx, o.Name, events); err != nil {
 		return err
 	}
-	if o.Sender != nil {
+	if o.Delivery != nil {
 		if err := e.startTelemetry(ctx); err != nil {
 			log.WithError(err).Error("telemetry is not flowing: nothing will be forwarded; the function is not affected")
 			e.stopTelemetry()
@@ -197,13 +210,7 @@ func (e *ext) startTelemetry(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	e.flusher = newFlusher(e.buf, o.Sender, e.log, o.BatchCount, o.BatchBytes, o.FlushInterval)
-	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	e.stopBackground = cancel
-	e.flusher.start(bctx)
-	if o.ManagedInstances {
-		e.flusher.setContinuous(true)
-	}
+	e.delivery = o.Delivery(e.buf)
 	return nil
 }
 
@@ -214,7 +221,7 @@ func (e *ext) stopTelemetry() {
 		cancel()
 		e.listener = nil
 	}
-	e.flusher = nil
+	e.delivery = nil
 }
 
 // onEvent runs on the listener's decoding goroutine for every event.
@@ -238,17 +245,20 @@ func (e *ext) onEvent(ev *telemetry.Event) {
 }
 
 // invoke handles one INVOKE according to the flush mode chosen for it.
+// Records stream to OpenObserve in the background in every mode while the
+// sandbox is thawed; the mode decides only whether /next waits for the rest
+// once the runtime is done.
 func (e *ext) invoke(ctx context.Context, ev Event) {
 	now := time.Now()
 	e.mu.Lock()
 	e.invocations++
 	prev := e.lastRequest
 	e.lastRequest = ev.RequestID
-	if e.flusher == nil {
+	if e.delivery == nil {
 		e.mu.Unlock()
 		return
 	}
-	if prev != "" && !e.o.ManagedInstances {
+	if prev != "" {
 		// Invocations of one sandbox never overlap: a new INVOKE means the
 		// previous one ended, even if its runtimeDone was never seen.
 		e.sel.End(now, prev)
@@ -261,29 +271,16 @@ func (e *ext) invoke(ctx context.Context, ev Event) {
 	}
 	e.log.WithFields(logrus.Fields{"mode": d.Mode.String(), "requestId": ev.RequestID}).Debug("invocation")
 
+	if d.Mode != strategy.EndOfInvocation {
+		// Continuous (or forced periodic): /next at once; what is buffered
+		// streams in the background while the sandbox is thawed.
+		return
+	}
 	deadline := time.UnixMilli(ev.DeadlineMs).Add(-invokeMargin)
 	if ev.DeadlineMs <= 0 {
 		deadline = now.Add(15 * time.Minute) // Lambda's longest timeout
 	}
-	if d.Mode != strategy.EndOfInvocation {
-		// Continuous (or forced periodic): /next at once; leftovers from
-		// before the freeze go out in the background.
-		e.flusher.setContinuous(true)
-		if n := e.buf.Len(); n > 0 {
-			e.flusher.kick(n)
-		}
-		return
-	}
-	e.flusher.setContinuous(false)
 	if !e.waitRuntimeDone(ctx, ev.RequestID, deadline) {
-		return
-	}
-	if since := e.flusher.busySince(); !since.IsZero() && time.Since(since) >= e.o.FlushBudget {
-		// A drain has been stuck on a slow or hanging backend for longer
-		// than a whole budget: waiting again would bill every invocation
-		// the full budget for nothing. It carries on in the background and
-		// takes this invocation's data when the backend answers.
-		e.warnRarely("OpenObserve is not answering; invocations are no longer held for it")
 		return
 	}
 	budget := time.Now().Add(e.o.FlushBudget)
@@ -292,17 +289,22 @@ func (e *ext) invoke(ctx context.Context, ev Event) {
 	}
 	fctx, cancel := context.WithDeadline(ctx, budget)
 	defer cancel()
-	if !e.flusher.flush(fctx) {
-		// The drain carries on in the background and resumes after the
-		// freeze; the data is not lost, only later.
-		e.warnRarely("end-of-invocation flush did not finish within O2_FLUSH_BUDGET_MS; the rest is sent later")
+	if err := e.delivery.Flush(fctx); err != nil {
+		// The rest goes in the background, after the thaw; it is not lost,
+		// only later.
+		if errors.Is(err, context.DeadlineExceeded) {
+			e.warnRarely("end-of-invocation flush did not finish within O2_FLUSH_BUDGET_MS; the rest is sent later")
+		} else {
+			e.warnRarely("OpenObserve is failing; invocations are not held for it until a send succeeds (" + err.Error() + ")")
+		}
 	}
 }
 
-// waitRuntimeDone waits for the invocation's platform.runtimeDone, flushing
-// periodically while it runs long. It gives up at the deadline, when ctx
-// ends, or when the telemetry stream shows no sign of the invocation; it
-// reports whether runtimeDone arrived.
+// waitRuntimeDone waits for the invocation's platform.runtimeDone. It gives
+// up at the deadline, when ctx ends, or when the telemetry stream shows no
+// sign of the invocation; it reports whether runtimeDone arrived. Records
+// stream while it waits; an invocation that runs past O2_LONG_RUNNING_MS is
+// counted and logged as periodic once.
 func (e *ext) waitRuntimeDone(ctx context.Context, id string, deadline time.Time) bool {
 	done := e.tracker.wait(id, stageDone)
 	started := e.tracker.wait(id, stageStart)
@@ -312,22 +314,13 @@ func (e *ext) waitRuntimeDone(ctx context.Context, id string, deadline time.Time
 	defer deadlineTimer.Stop()
 	startTimer := time.NewTimer(startTimeout)
 	defer startTimer.Stop()
-	periodic := time.NewTimer(time.Hour)
-	defer periodic.Stop()
-	var lastKick time.Time
-	announced := false
+	var longC <-chan time.Time
+	if at := e.sel.NextPeriodic(time.Now(), time.Time{}, time.Hour); !at.IsZero() {
+		t := time.NewTimer(time.Until(at))
+		defer t.Stop()
+		longC = t.C
+	}
 	for {
-		now := time.Now()
-		last := e.flusher.lastFlush()
-		if lastKick.After(last) {
-			last = lastKick
-		}
-		next := e.sel.NextPeriodic(now, last, e.o.FlushInterval)
-		var periodicC <-chan time.Time
-		if !next.IsZero() {
-			periodic.Reset(max(next.Sub(now), 0))
-			periodicC = periodic.C
-		}
 		select {
 		case <-done:
 			return true
@@ -340,17 +333,13 @@ func (e *ext) waitRuntimeDone(ctx context.Context, id string, deadline time.Time
 				e.endWithoutRuntimeDone(id)
 				return false
 			}
-		case <-periodicC:
-			if !announced {
-				announced = true
-				e.log.WithFields(logrus.Fields{"mode": strategy.Periodic.String(), "requestId": id}).
-					Info("flush mode: periodic: invocation running longer than O2_LONG_RUNNING_MS")
-				e.mu.Lock()
-				e.modeCounts[strategy.Periodic]++
-				e.mu.Unlock()
-			}
-			lastKick = time.Now()
-			e.flusher.kick(0)
+		case <-longC:
+			longC = nil
+			e.log.WithFields(logrus.Fields{"mode": strategy.Periodic.String(), "requestId": id}).
+				Info("flush mode: periodic: invocation running longer than O2_LONG_RUNNING_MS; its records keep streaming")
+			e.mu.Lock()
+			e.modeCounts[strategy.Periodic]++
+			e.mu.Unlock()
 		case <-deadlineTimer.C:
 			e.endWithoutRuntimeDone(id)
 			return false
@@ -379,13 +368,13 @@ func (e *ext) warnRarely(msg string) {
 	}
 }
 
-// shutdown gives late events a short grace, queues the summary record and
-// flushes within the deadline.
+// shutdown gives late events a short grace, then hands over to the
+// delivery's Shutdown, which sends the summary record last.
 func (e *ext) shutdown(ctx context.Context, deadline time.Time, reason string) {
 	end := deadline.Add(-shutdownMargin)
 	sctx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
-	if e.flusher == nil {
+	if e.delivery == nil {
 		e.log.WithFields(logrus.Fields{"reason": reason, "invocations": e.invocations}).Info("shutdown")
 		return
 	}
@@ -406,32 +395,30 @@ func (e *ext) shutdown(ctx context.Context, deadline time.Time, reason string) {
 	// its 25 ms buffering.
 	e.waitQuiet(gctx, quietPeriod)
 	gcancel()
-	summary := e.summary(reason)
-	e.buf.Add(telemetry.Event{Time: time.Now(), Type: SummaryType, Record: summary})
 
-	// The final drain goes before anything queued; a background drain in
-	// progress gets half the time to finish its current request.
-	e.flusher.finishWithin(sctx, time.Until(end)/2)
-	// Out of time, or everything sent. A full batch or an interval may
-	// still start a background drain (even after the final one), and
-	// stopping the flusher cancels only a drain already running: one that
-	// starts just after would hold the exit on a slow backend past the
-	// deadline. Cancelling their common context makes any such drain
-	// return at once.
-	e.stopBackground()
-	e.flusher.stop()
+	_ = e.delivery.Shutdown(sctx, func() []telemetry.Event {
+		return []telemetry.Event{{Time: time.Now(), Type: SummaryType, Record: e.summary(reason)}}
+	})
 	lctx, lcancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	_ = e.listener.Close(lctx)
 	lcancel()
-	st := e.flusher.Stats()
+	st := e.deliveryStats()
 	e.log.WithFields(logrus.Fields{
 		"reason":          reason,
 		"invocations":     e.invocations,
-		"delivered":       st.Delivered,
+		"delivered":       st["delivered"],
 		"buffered_left":   e.buf.Len(),
-		"dropped_records": st.DroppedRecords,
-		"failed":          st.Failed + st.Missing + st.Rejected,
+		"dropped_records": st["droppedRecords"],
 	}).Info("shutdown")
+}
+
+// deliveryStats is the delivery's counters as a JSON object's fields.
+func (e *ext) deliveryStats() map[string]any {
+	out := map[string]any{}
+	if b, err := json.Marshal(e.delivery.Stats()); err == nil {
+		_ = json.Unmarshal(b, &out)
+	}
+	return out
 }
 
 // waitQuiet returns once no telemetry has arrived for quiet, counted from
@@ -462,16 +449,17 @@ func (e *ext) waitQuiet(ctx context.Context, quiet time.Duration) {
 	}
 }
 
-// summary is the extension's own record: what it did over its life.
+// summary is the extension's own record: what it did over its life, with
+// the delivery's counters as they stand once the final drain is over.
 func (e *ext) summary(reason string) json.RawMessage {
-	st := e.flusher.Stats()
 	ls := e.listener.Stats()
+	s := e.deliveryStats()
 	e.mu.Lock()
 	modes := map[string]int{}
 	for m, n := range e.modeCounts {
 		modes[m.String()] = n
 	}
-	s := map[string]any{
+	maps.Copy(s, map[string]any{
 		"version":              e.o.Version,
 		"shutdownReason":       reason,
 		"invocations":          e.invocations,
@@ -483,17 +471,7 @@ func (e *ext) summary(reason string) json.RawMessage {
 		"filteredEvents":       ls.Filtered,
 		"lambdaDroppedRecords": ls.LambdaDroppedRecords,
 		"lambdaDroppedBytes":   ls.LambdaDroppedBytes,
-		"delivered":            st.Delivered,
-		"failed":               st.Failed,
-		"silentlyDropped":      st.Missing,
-		"rejected":             st.Rejected,
-		"droppedRecords":       st.DroppedRecords,
-		"droppedBytes":         st.DroppedBytes,
-		"requests":             st.Requests,
-		"bytesSent":            st.Bytes,
-		"sendErrors":           st.SendErrors,
-		"bufferedRecords":      e.buf.Len(),
-	}
+	})
 	e.mu.Unlock()
 	b, _ := json.Marshal(s)
 	return b

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,12 +28,12 @@ import (
 
 // Defaults applied by NewClient to zero Options fields.
 const (
-	DefaultMaxBatchBytes  = 4 << 20
+	DefaultMaxBatchBytes  = 1 << 20
 	DefaultMaxRecordBytes = 256 << 10
 	DefaultAttemptTimeout = 30 * time.Second
 	DefaultMaxRetries     = 3
-	DefaultRetryWaitMin   = 1 * time.Second
-	DefaultRetryWaitMax   = 30 * time.Second
+	DefaultRetryWaitMin   = 100 * time.Millisecond
+	DefaultRetryWaitMax   = 1 * time.Second
 	DefaultGzipMinBytes   = 1024
 )
 
@@ -48,13 +49,20 @@ type Options struct {
 	// IngestURL is the full ingestion URL,
 	// {endpoint}/api/{org}/{stream}/_json, already escaped.
 	IngestURL string
+	// Routes sends the events of some types to another stream: event type
+	// to that stream's ingestion URL (e.g. the tenant memory reports).
+	// Every route shares the client's connections, retries and gate.
+	Routes map[string]string
 	// HealthURL is {endpoint}/healthz.
 	HealthURL string
 	// Authorization is the Authorization header value, sent as is. It is a
 	// secret: it never appears in errors or logs.
 	Authorization string
+	// Credential, if set, supplies the Authorization value at run time
+	// instead (a secret fetched from AWS); Authorization is then ignored.
+	Credential Credential
 	// MaxBatchBytes bounds the uncompressed body of one request (default
-	// 4 MiB). A single record larger than this still goes, alone.
+	// 1 MiB). A single record larger than this still goes, alone.
 	MaxBatchBytes int
 	// MaxRecordBytes bounds the encoded "record" value of one record
 	// (default 256 KiB, at least 64): longer text is split into parts,
@@ -62,13 +70,16 @@ type Options struct {
 	MaxRecordBytes int
 	// AttemptTimeout bounds one HTTP attempt, reply included (default 30 s).
 	AttemptTimeout time.Duration
-	// MaxRetries is the number of retries after the first attempt (default
-	// 3; negative means none).
+	// MaxRetries is the number of retries of a request after its first
+	// attempt (default 3; negative means none). A request still failing
+	// then hands its records back to the Shipper, which keeps them.
 	MaxRetries int
-	// RetryWaitMin is the first backoff wait (default 1 s).
+	// RetryWaitMin is the cap of the first jittered backoff wait (default
+	// 100 ms); the first failure is retried at once.
 	RetryWaitMin time.Duration
-	// RetryWaitMax caps every backoff wait, Retry-After included (default
-	// 30 s).
+	// RetryWaitMax caps every backoff wait, and every pause a Retry-After
+	// asks for (default 1 s): a failed backend is probed at least that
+	// often, so sending resumes soon after it recovers.
 	RetryWaitMax time.Duration
 	// Fields are static fields added to every record after the event's own
 	// (function_name, function_version, region, memory_size_mb, user
@@ -120,43 +131,44 @@ func (o *Options) setDefaults() {
 // Client delivers records to OpenObserve. Make one per process and share
 // it: it holds the connection pool. It is safe for concurrent use.
 type Client struct {
-	o   Options
-	enc *encoder
-	hc  *http.Client
+	o    Options
+	enc  *encoder
+	hc   *http.Client // the health check's: no gate
+	send *http.Client // the delivery path's: every attempt through gate
+	gate *gate
+	cred Credential
 	// logger is nil (an untyped nil interface, as retryablehttp requires)
 	// when Options.Logger is nil.
 	logger any
 	// noGzip is set after a 415 to a gzipped body: the server, or a proxy
 	// in front of it, does not take gzip, and will not start to.
 	noGzip atomic.Bool
-	// secrets are the strings redacted from server-supplied text and logs.
+	// secrets are the strings redacted from server-supplied text and logs
+	// (besides the current credential).
 	secrets []string
+	stats   stats
 }
 
 // NewClient returns a Client for o.
 func NewClient(o Options) *Client {
 	o.setDefaults()
-	c := &Client{o: o, enc: newEncoder(o.Fields, o.MaxRecordBytes)}
-	if a := strings.TrimSpace(o.Authorization); a != "" {
-		c.secrets = append(c.secrets, a)
-		// Also the credential alone, without its scheme, in case a server
-		// or proxy echoes the decoded header in some other form.
-		if _, cred, ok := strings.Cut(a, " "); ok && len(strings.TrimSpace(cred)) >= 4 {
-			c.secrets = append(c.secrets, strings.TrimSpace(cred))
-		}
+	c := &Client{o: o, enc: newEncoder(o.Fields, o.MaxRecordBytes), gate: newGate(), cred: o.Credential}
+	if c.cred == nil {
+		c.cred = staticCredential(o.Authorization)
+		c.secrets = secretForms(o.Authorization)
 	}
 	tr := o.Transport
 	if tr == nil {
 		tr = newTransport()
 	}
-	c.hc = &http.Client{
-		// Each attempt is bounded by running time, not wall time, so a
-		// freeze mid-request never causes a resend (see thawedTimeout).
-		Transport: thawedTimeout{next: tr, d: o.AttemptTimeout},
-		// A redirect would turn the POST into a GET (301/302) or send the
-		// data to a host O2_ENDPOINT does not name: report it instead.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	// Each attempt is bounded by running time, not wall time, so a freeze
+	// mid-request never causes a resend (see thawedTimeout).
+	timed := thawedTimeout{next: tr, d: o.AttemptTimeout}
+	// A redirect would turn the POST into a GET (301/302) or send the data
+	// to a host O2_ENDPOINT does not name: report it instead.
+	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.hc = &http.Client{Transport: timed, CheckRedirect: noRedirect}
+	c.send = &http.Client{Transport: gatedTransport{next: timed, g: c.gate}, CheckRedirect: noRedirect}
 	if o.Logger != nil {
 		c.logger = retryablehttp.LeveledLogger(leveled{e: o.Logger, redact: c.redact})
 	}
@@ -183,9 +195,33 @@ func newTransport() *http.Transport {
 	}
 }
 
+// secretForms are the forms of an Authorization value to redact: the whole
+// value, and the credential alone without its scheme, in case a server or
+// proxy echoes it in some other form.
+func secretForms(a string) []string {
+	a = strings.TrimSpace(a)
+	if a == "" {
+		return nil
+	}
+	out := []string{a}
+	if _, cred, ok := strings.Cut(a, " "); ok && len(strings.TrimSpace(cred)) >= 4 {
+		out = append(out, strings.TrimSpace(cred))
+	}
+	return out
+}
+
 // redact removes the Authorization value from s.
 func (c *Client) redact(s string) string {
-	for _, sec := range c.secrets {
+	secrets := c.secrets
+	if _, static := c.cred.(staticCredential); !static {
+		// Whatever the source holds now; it never waits once it has one.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if v, err := c.cred.Authorization(ctx); err == nil {
+			secrets = secretForms(v)
+		}
+	}
+	for _, sec := range secrets {
 		s = strings.ReplaceAll(s, sec, "[redacted]")
 	}
 	return s
@@ -218,26 +254,77 @@ type Result struct {
 	Bytes int
 }
 
-// Send posts evs as one request (more only if their records exceed
-// MaxBatchBytes, or after a 413 split), gzipped from GzipMinBytes, with
-// retries. Records rejected by OpenObserve itself (Result.Failed, Missing)
-// count as delivered: retrying would not change them.
+// Send posts evs as one request per destination (more only if their
+// records exceed MaxBatchBytes, or after a 413 split), gzipped from
+// GzipMinBytes, with retries. Records rejected by OpenObserve itself
+// (Result.Failed, Missing) count as delivered: retrying would not change
+// them.
 //
 // On failure it returns the events not delivered, so that the caller can
-// put them back in its buffer: a subslice of evs, from the first event with
-// a record in the request that failed. Sending stops at that request, since
-// the next would most likely fail the same way. A request ends between
-// events where it can; an event whose parts straddle requests anyway (larger
-// than MaxBatchBytes, or split on 413) is returned whole, so some of its
-// parts may arrive twice. The
-// error says why; see IsPermanent and IsAuth for what to do with the events.
-// A record dropped on 413 is not returned, but counted in Result.Dropped and
+// put them back in its buffer: from the first event with a record in the
+// request that failed, and every event of the destinations not yet tried.
+// Sending stops at that request, since the next would most likely fail the
+// same way. A request ends between events where it can; an event whose
+// parts straddle requests anyway (larger than MaxBatchBytes, or split on
+// 413) is returned whole, so some of its parts may arrive twice. The error
+// says why; see IsPermanent and IsAuth for what to do with the events. A
+// record dropped on 413 is not returned, but counted in Result.Dropped and
 // reported in the error.
 func (c *Client) Send(ctx context.Context, evs []telemetry.Event) (Result, []telemetry.Event, error) {
+	return c.sendRouted(ctx, evs, nil)
+}
+
+// sendRouted is Send, calling waiting (if set) when a request starts to
+// wait out a backoff or a pause.
+func (c *Client) sendRouted(ctx context.Context, evs []telemetry.Event, waiting func()) (Result, []telemetry.Event, error) {
 	var res Result
 	if len(evs) == 0 {
 		return res, nil, nil
 	}
+	groups := c.route(evs)
+	for gi, g := range groups {
+		rest, err := c.sendTo(ctx, g.url, g.evs, &res, waiting)
+		if err != nil {
+			for _, later := range groups[gi+1:] {
+				rest = append(rest, later.evs...)
+			}
+			return res, rest, err
+		}
+	}
+	return res, nil, nil
+}
+
+// group is the events of one Send bound for one ingestion URL.
+type group struct {
+	url string
+	evs []telemetry.Event
+}
+
+// route splits evs by destination, keeping their order within each;
+// destinations come in the order of their first event. Without routes (the
+// usual case) it allocates nothing.
+func (c *Client) route(evs []telemetry.Event) []group {
+	if len(c.o.Routes) == 0 {
+		return []group{{c.o.IngestURL, evs}}
+	}
+	var groups []group
+	for _, ev := range evs {
+		url, ok := c.o.Routes[ev.Type]
+		if !ok {
+			url = c.o.IngestURL
+		}
+		i := slices.IndexFunc(groups, func(g group) bool { return g.url == url })
+		if i < 0 {
+			groups = append(groups, group{url: url})
+			i = len(groups) - 1
+		}
+		groups[i].evs = append(groups[i].evs, ev)
+	}
+	return groups
+}
+
+// sendTo posts evs to url; see Send.
+func (c *Client) sendTo(ctx context.Context, url string, evs []telemetry.Event, res *Result, waiting func()) ([]telemetry.Event, error) {
 	owners := make([]int, 0, len(evs))
 	buf, ends := c.enc.encodeAll(evs, &owners)
 	recs := make([][]byte, len(ends))
@@ -247,23 +334,32 @@ func (c *Client) Send(ctx context.Context, evs []telemetry.Event) (Result, []tel
 		start = end
 	}
 
-	var dropErr error
+	p := poster{c: c, url: url, res: res, waiting: waiting}
 	for i := 0; i < len(recs); {
 		j := batchEnd(recs, owners, i, c.o.MaxBatchBytes)
-		done, err := c.postSplitting(ctx, recs[i:j], &res, &dropErr)
+		done, err := p.postSplitting(ctx, recs[i:j])
 		if err != nil {
 			rest := evs[owners[i+done]:]
-			if dropErr != nil {
-				err = fmt.Errorf("%w (and %w)", err, dropErr)
+			if p.dropErr != nil {
+				err = fmt.Errorf("%w (and %w)", err, p.dropErr)
 			}
-			return res, rest, fmt.Errorf("openobserve: send %d records: %w", len(recs)-i-done, err)
+			return rest, fmt.Errorf("openobserve: send %d records: %w", len(recs)-i-done, err)
 		}
 		i = j
 	}
-	if dropErr != nil {
-		return res, nil, fmt.Errorf("openobserve: %w", dropErr)
+	if p.dropErr != nil {
+		return nil, fmt.Errorf("openobserve: %w", p.dropErr)
 	}
-	return res, nil, nil
+	return nil, nil
+}
+
+// poster posts the requests of one destination within one Send.
+type poster struct {
+	c       *Client
+	url     string
+	res     *Result
+	waiting func()
+	dropErr error // records dropped on 413, if any
 }
 
 // batchEnd returns the end of the batch that starts at recs[i]: as many
@@ -306,8 +402,8 @@ func batchEnd(recs [][]byte, owners []int, i, maxBytes int) int {
 // taken. It returns how many of recs were dealt with (delivered or dropped)
 // before a failure. A single record refused with 413 is dropped: no split can
 // help it, and keeping it would block everything behind it.
-func (c *Client) postSplitting(ctx context.Context, recs [][]byte, res *Result, dropErr *error) (int, error) {
-	err := c.post(ctx, recs, res)
+func (p *poster) postSplitting(ctx context.Context, recs [][]byte) (int, error) {
+	err := p.post(ctx, recs)
 	se, ok := errors.AsType[*StatusError](err)
 	if !ok || se.Code != http.StatusRequestEntityTooLarge {
 		if err != nil {
@@ -316,23 +412,24 @@ func (c *Client) postSplitting(ctx context.Context, recs [][]byte, res *Result, 
 		return len(recs), nil
 	}
 	if len(recs) == 1 {
-		res.Dropped++
-		*dropErr = fmt.Errorf("dropped %d record(s) too large for the server even alone (last: %d bytes): %w", res.Dropped, len(recs[0]), se)
+		p.res.Dropped++
+		p.dropErr = fmt.Errorf("dropped %d record(s) too large for the server even alone (last: %d bytes): %w", p.res.Dropped, len(recs[0]), se)
 		return 1, nil
 	}
 	h := len(recs) / 2
-	done, err := c.postSplitting(ctx, recs[:h], res, dropErr)
+	done, err := p.postSplitting(ctx, recs[:h])
 	if err != nil {
 		return done, err
 	}
-	done, err = c.postSplitting(ctx, recs[h:], res, dropErr)
+	done, err = p.postSplitting(ctx, recs[h:])
 	return h + done, err
 }
 
 // post sends recs as one JSON array body, gzipped when large enough, and
 // reads the reply into res. A 415 to a gzipped body turns compression off
 // for good and resends the body plain.
-func (c *Client) post(ctx context.Context, recs [][]byte, res *Result) error {
+func (p *poster) post(ctx context.Context, recs [][]byte) error {
+	c := p.c
 	n := 2
 	for _, r := range recs {
 		n += len(r) + 1
@@ -352,16 +449,16 @@ func (c *Client) post(ctx context.Context, recs [][]byte, res *Result) error {
 	if gz {
 		wire = gzipBytes(body)
 	}
-	reply, err := c.do(ctx, http.MethodPost, c.o.IngestURL, wire, gz, res)
+	reply, err := c.do(ctx, p.url, wire, gz, p.res, p.waiting)
 	if se, ok := errors.AsType[*StatusError](err); ok && gz && se.Code == http.StatusUnsupportedMediaType {
 		c.noGzip.Store(true)
-		reply, err = c.do(ctx, http.MethodPost, c.o.IngestURL, body, false, res)
+		reply, err = c.do(ctx, p.url, body, false, p.res, p.waiting)
 	}
 	if err != nil {
 		return err
 	}
-	res.Sent += len(recs)
-	c.readReply(reply, len(recs), res)
+	p.res.Sent += len(recs)
+	c.readReply(reply, len(recs), p.res)
 	return nil
 }
 
@@ -434,18 +531,22 @@ func gzipBytes(b []byte) []byte {
 	return out.Bytes()
 }
 
-// do makes one request with retries and returns the 2xx reply's body (at
+// do POSTs body to url with retries and returns the 2xx reply's body (at
 // most maxReplyBody). A non-2xx final reply is a *StatusError; a retry given
 // up for the deadline wraps ErrDeadline. Every attempt counts in res.
-func (c *Client) do(ctx context.Context, method, url string, body []byte, gzipped bool, res *Result) ([]byte, error) {
-	req, err := retryablehttp.NewRequestWithContext(ctx, method, url, body)
+func (c *Client) do(ctx context.Context, url string, body []byte, gzipped bool, res *Result, waiting func()) ([]byte, error) {
+	auth, err := c.cred.Authorization(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("credential: %w", err)
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, url, body)
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
-	c.setHeaders(req.Header, body != nil, gzipped)
-	st := &retryState{c: c}
+	c.setHeaders(req.Header, auth, true, gzipped)
+	st := &retryState{c: c, waiting: waiting}
 	rc := &retryablehttp.Client{
-		HTTPClient:   c.hc,
+		HTTPClient:   c.send,
 		Logger:       c.logger,
 		RetryWaitMin: c.o.RetryWaitMin,
 		RetryWaitMax: c.o.RetryWaitMax,
@@ -463,6 +564,9 @@ func (c *Client) do(ctx context.Context, method, url string, body []byte, gzippe
 		// Cancelled during a backoff wait: say why the caller cancelled.
 		err = context.Cause(ctx)
 	}
+	if resp != nil && resp.StatusCode == http.StatusUnauthorized {
+		c.cred.Refused(auth) // a rotated secret: the source may fetch it again
+	}
 	reply, err := c.finish(resp, err)
 	if err != nil && st.gaveUp > 0 {
 		return nil, &deadlineError{wait: st.gaveUp, err: err}
@@ -471,10 +575,10 @@ func (c *Client) do(ctx context.Context, method, url string, body []byte, gzippe
 }
 
 // setHeaders sets the headers of every request.
-func (c *Client) setHeaders(h http.Header, hasBody, gzipped bool) {
+func (c *Client) setHeaders(h http.Header, auth string, hasBody, gzipped bool) {
 	h.Set("User-Agent", userAgent)
-	if c.o.Authorization != "" {
-		h.Set("Authorization", c.o.Authorization)
+	if auth != "" {
+		h.Set("Authorization", auth)
 	}
 	if hasBody {
 		h.Set("Content-Type", "application/json")

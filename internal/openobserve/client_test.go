@@ -263,12 +263,14 @@ func TestRetriesThenSuccess(t *testing.T) {
 		faults   []o2test.Fault
 		min, max time.Duration // fake time spent waiting
 	}{
-		{"500", []o2test.Fault{{Status: 500}}, 1 * time.Second, 1500 * time.Millisecond},
-		{"503", []o2test.Fault{{Status: 503}}, 1 * time.Second, 1500 * time.Millisecond},
-		{"429", []o2test.Fault{{Status: 429}}, 1 * time.Second, 1500 * time.Millisecond},
-		{"502 504", []o2test.Fault{{Status: 502}, {Status: 504}}, 3 * time.Second, 4500 * time.Millisecond},
-		{"reset", []o2test.Fault{{Reset: true}}, 1 * time.Second, 1500 * time.Millisecond},
-		{"500 503 429", []o2test.Fault{{Status: 500}, {Status: 503}, {Status: 429}}, 7 * time.Second, 10500 * time.Millisecond},
+		// The first failure is retried at once; then full jitter up to a
+		// cap that doubles from RetryWaitMin (100 ms).
+		{"500", []o2test.Fault{{Status: 500}}, 0, 0},
+		{"503", []o2test.Fault{{Status: 503}}, 0, 0},
+		{"429", []o2test.Fault{{Status: 429}}, 0, 0},
+		{"502 504", []o2test.Fault{{Status: 502}, {Status: 504}}, 0, 100 * time.Millisecond},
+		{"reset", []o2test.Fault{{Reset: true}}, 0, 0},
+		{"500 503 429", []o2test.Fault{{Status: 500}, {Status: 503}, {Status: 429}}, 0, 300 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -324,9 +326,10 @@ func TestRetryAfterHonoured(t *testing.T) {
 		waitMax    time.Duration
 		want       time.Duration
 	}{
-		{"seconds on 429", 429, func(time.Time) string { return "7" }, 0, 7 * time.Second},
-		{"HTTP date on 503", 503, func(now time.Time) string { return now.Add(10 * time.Second).UTC().Format(http.TimeFormat) }, 0, 10 * time.Second},
+		{"seconds on 429", 429, func(time.Time) string { return "7" }, time.Minute, 7 * time.Second},
+		{"HTTP date on 503", 503, func(now time.Time) string { return now.Add(10 * time.Second).UTC().Format(http.TimeFormat) }, time.Minute, 10 * time.Second},
 		{"capped at RetryWaitMax", 429, func(time.Time) string { return "120" }, 20 * time.Second, 20 * time.Second},
+		{"capped at the default RetryWaitMax", 429, func(time.Time) string { return "120" }, 0, openobserve.DefaultRetryWaitMax},
 		{"zero means at once", 503, func(time.Time) string { return "0" }, 0, 0},
 	}
 	for _, tt := range tests {
@@ -439,8 +442,9 @@ func TestDeadlineGivesUpAtOnce(t *testing.T) {
 		fault o2test.Fault
 		opts  func(*openobserve.Options)
 	}{
-		{"Retry-After 5 s", o2test.Fault{Status: 503, RetryAfter: "5"}, func(*openobserve.Options) {}},
-		{"backoff 5 s", o2test.Fault{Status: 500}, func(o *openobserve.Options) { o.RetryWaitMin = 5 * time.Second }},
+		// A backoff is full jitter, so whether it passes a deadline is
+		// chance; a server's pause is not.
+		{"Retry-After 5 s", o2test.Fault{Status: 503, RetryAfter: "5"}, func(o *openobserve.Options) { o.RetryWaitMax = time.Minute }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -480,7 +484,7 @@ func TestHangingServerStopsAtAttemptTimeout(t *testing.T) {
 		min, max time.Duration
 	}{
 		{"no retry", -1, 3 * time.Second, 3 * time.Second},
-		{"one retry", 1, 7 * time.Second, 7500 * time.Millisecond}, // 3 s + [1, 1.5] s + 3 s
+		{"one retry", 1, 6 * time.Second, 6 * time.Second}, // 3 s + at once + 3 s
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -513,6 +517,7 @@ func TestHangingServerStopsAtAttemptTimeout(t *testing.T) {
 func TestContextCancelledDuringBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s, o := inProcess(o2test.Options{})
+		o.RetryWaitMax = time.Minute
 		c := openobserve.NewClient(o)
 		s.Inject(o2test.Fault{Status: 503, RetryAfter: "10"})
 		ctx, cancel := context.WithCancelCause(t.Context())

@@ -11,6 +11,8 @@ type Credential interface {
 	// Authorization returns the current header value. Until a first value
 	// has been fetched it waits, until ctx ends; then it returns ctx's
 	// error or the fetch's (which names the source, never the value).
+	// With a ctx that has already ended it returns the current value at
+	// once, if there is one.
 	Authorization(ctx context.Context) (string, error)
 	// Refused reports that OpenObserve answered 401 to value. The source
 	// may fetch the value again (rate-limited by the source); it must not

@@ -102,7 +102,11 @@ func (c *Client) doOnce(ctx context.Context, method, url string, body []byte) ([
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
-	c.setHeaders(req.Header, body != nil, false)
+	auth, err := c.cred.Authorization(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("credential: %w", err)
+	}
+	c.setHeaders(req.Header, auth, body != nil, false)
 	resp, err := c.hc.Do(req)
 	return c.finish(resp, err)
 }

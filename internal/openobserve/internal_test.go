@@ -168,8 +168,37 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	c := NewClient(Options{RetryWaitMin: time.Second, RetryWaitMax: 5 * time.Second})
+func TestRetryWait(t *testing.T) {
+	c := NewClient(Options{RetryWaitMin: 100 * time.Millisecond, RetryWaitMax: time.Second})
+	tests := []struct {
+		streak int
+		hi     time.Duration // full jitter: every draw in [0, hi]
+	}{
+		{0, 0}, {1, 0}, // the first failure is retried at once
+		{2, 100 * time.Millisecond},
+		{3, 200 * time.Millisecond},
+		{4, 400 * time.Millisecond},
+		{5, 800 * time.Millisecond},
+		{6, time.Second},
+		{60, time.Second}, // capped
+	}
+	for _, tt := range tests {
+		var top time.Duration
+		for range 500 {
+			d := c.retryWait(tt.streak)
+			if d < 0 || d > tt.hi {
+				t.Fatalf("retryWait(%d) = %v, want in [0, %v]", tt.streak, d, tt.hi)
+			}
+			top = max(top, d)
+		}
+		if top < tt.hi/2 {
+			t.Errorf("retryWait(%d): largest of 500 draws %v; full jitter should reach near %v", tt.streak, top, tt.hi)
+		}
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	c := NewClient(Options{RetryWaitMin: 100 * time.Millisecond, RetryWaitMax: 5 * time.Second})
 	withHeader := func(code int, ra string) *http.Response {
 		h := http.Header{}
 		if ra != "" {
@@ -178,28 +207,22 @@ func TestBackoff(t *testing.T) {
 		return &http.Response{StatusCode: code, Header: h}
 	}
 	tests := []struct {
-		name   string
-		n      int
-		resp   *http.Response
-		lo, hi time.Duration
+		name string
+		resp *http.Response
+		want time.Duration
+		ok   bool
 	}{
-		{"first", 0, nil, time.Second, 1500 * time.Millisecond},
-		{"second", 1, withHeader(500, ""), 2 * time.Second, 3 * time.Second},
-		{"third", 2, withHeader(502, ""), 4 * time.Second, 5 * time.Second},
-		{"capped", 10, nil, 5 * time.Second, 5 * time.Second},
-		{"retry-after on 429", 0, withHeader(429, "3"), 3 * time.Second, 3 * time.Second},
-		{"retry-after on 503", 2, withHeader(503, "2"), 2 * time.Second, 2 * time.Second},
-		{"retry-after capped", 0, withHeader(429, "120"), 5 * time.Second, 5 * time.Second},
-		{"retry-after ignored on 500", 0, withHeader(500, "4"), time.Second, 1500 * time.Millisecond},
+		{"429", withHeader(429, "3"), 3 * time.Second, true},
+		{"503", withHeader(503, "2"), 2 * time.Second, true},
+		{"capped at RetryWaitMax", withHeader(429, "120"), 5 * time.Second, true},
+		{"ignored on 500", withHeader(500, "4"), 0, false},
+		{"absent", withHeader(429, ""), 0, false},
+		{"no response", nil, 0, false},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			for range 50 { // jitter: every draw must be in range
-				if d := c.backoff(tt.n, tt.resp); d < tt.lo || d > tt.hi {
-					t.Fatalf("backoff(%d) = %v, want in [%v, %v]", tt.n, d, tt.lo, tt.hi)
-				}
-			}
-		})
+		if got, ok := c.retryAfter(tt.resp, time.Now()); got != tt.want || ok != tt.ok {
+			t.Errorf("%s: retryAfter = %v, %v; want %v, %v", tt.name, got, ok, tt.want, tt.ok)
+		}
 	}
 }
 

@@ -18,7 +18,9 @@ import (
 // retryState is the retry policy of one request (one body, all its
 // attempts). retryablehttp's Backoff has no context, so the policy lives in
 // CheckRetry, which has one: it decides, computes the wait, and checks it
-// against the deadline; Backoff only hands the wait over.
+// against the deadline; Backoff only hands the wait over. The pause a server
+// asks for is client-wide: it goes to the gate, which holds back every
+// request, and this one waits there too.
 type retryState struct {
 	c        *Client
 	attempts int           // attempts made so far
@@ -26,6 +28,10 @@ type retryState struct {
 	// gaveUp is set when a retry was possible but its wait would have ended
 	// after ctx's deadline.
 	gaveUp time.Duration
+	// waiting, if set, is called when the request starts to wait out a
+	// backoff or a pause: from then on, whoever waits for it (an
+	// end-of-invocation flush) would only be waiting for time to pass.
+	waiting func()
 }
 
 // checkRetry is the retryablehttp.CheckRetry of one request.
@@ -40,18 +46,43 @@ func (st *retryState) checkRetry(ctx context.Context, resp *http.Response, err e
 		// The caller's context ended: its error, not the attempt's, says why.
 		return false, context.Cause(ctx)
 	}
+	if errors.Is(err, errPausePastDeadline) {
+		st.gaveUp = time.Until(st.c.gate.pausedUntilTime())
+		return false, nil
+	}
 	if st.attempts > st.c.o.MaxRetries {
 		return false, nil
 	}
-	wait := st.c.backoff(st.attempts-1, resp)
-	if dl, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(dl) {
+	now := time.Now()
+	dl, hasDeadline := ctx.Deadline()
+	if d, ok := st.c.retryAfter(resp, now); ok {
+		if hasDeadline && now.Add(d).After(dl) {
+			st.gaveUp = d
+			return false, nil
+		}
+		st.c.gate.pause(now.Add(d))
+		st.wait = 0 // the gate holds the next attempt back
+		st.notifyWaiting()
+		return true, nil
+	}
+	wait := st.c.retryWait(st.c.gate.failures())
+	if hasDeadline && now.Add(wait).After(dl) {
 		// Sleeping into the deadline would only burn the time the caller
 		// needs for what comes after (the shutdown, the next invocation).
 		st.gaveUp = wait
 		return false, nil
 	}
+	if wait > 0 || st.c.gate.failing() {
+		st.notifyWaiting()
+	}
 	st.wait = wait
 	return true, nil
+}
+
+func (st *retryState) notifyWaiting() {
+	if st.waiting != nil {
+		st.waiting()
+	}
 }
 
 // backoff hands retryablehttp the wait checkRetry chose.
@@ -91,31 +122,43 @@ func permanentTransportError(err error) bool {
 		strings.Contains(s, "no Host in request URL")
 }
 
-// backoff is the wait before retry number n (0-based) after resp. A
-// Retry-After on 429 or 503 is the server telling us when it can take the
-// data again, so it is honoured, capped at RetryWaitMax; otherwise the wait
-// doubles from RetryWaitMin with up to 50% added jitter (so that many
-// sandboxes hit by the same outage do not retry in step), capped at
-// RetryWaitMax.
-func (c *Client) backoff(n int, resp *http.Response) time.Duration {
-	lo, hi := c.o.RetryWaitMin, c.o.RetryWaitMax
-	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			return min(d, hi)
-		}
+// retryWait is the wait before the next attempt when failed attempts in
+// a row, client-wide, number streak. The first failure is retried at once:
+// a 5xx or a reset from one node behind a load balancer rarely repeats on
+// the next attempt, and this keeps an end-of-invocation flush to two round
+// trips. After that the wait is "full jitter" (a uniform draw up to a cap
+// that doubles from RetryWaitMin), so that many sandboxes hit by the same
+// outage do not retry in step, and it never exceeds RetryWaitMax, which
+// keeps the probing of a failed backend frequent enough to resume within
+// about RetryWaitMax of its recovery.
+func (c *Client) retryWait(streak int) time.Duration {
+	if streak <= 1 {
+		return 0
 	}
+	lo, hi := c.o.RetryWaitMin, c.o.RetryWaitMax
 	d := lo
-	for range n {
+	for range streak - 2 {
 		if d >= hi/2 {
 			d = hi
 			break
 		}
 		d *= 2
 	}
-	if d > 0 {
-		d += rand.N(d/2 + 1)
+	d = min(d, hi)
+	return rand.N(d + 1)
+}
+
+// retryAfter is the pause a 429 or 503 asks for with Retry-After, capped at
+// RetryWaitMax: the server telling us when it can take data again.
+func (c *Client) retryAfter(resp *http.Response, now time.Time) (time.Duration, bool) {
+	if resp == nil || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
+		return 0, false
 	}
-	return min(d, hi)
+	d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now)
+	if !ok {
+		return 0, false
+	}
+	return min(d, c.o.RetryWaitMax), true
 }
 
 // parseRetryAfter reads a Retry-After value, either delay-seconds or an

@@ -1,6 +1,9 @@
 package telemetry
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // Buffer is a FIFO of events bounded by bytes. When an event does not fit,
 // the oldest events are dropped to make room and the drop is counted: a busy
@@ -16,33 +19,50 @@ type Buffer struct {
 	droppedRecords uint64
 	droppedBytes   uint64
 
-	fullCount int
-	fullBytes int
-	full      chan struct{} // signalled when a batch's worth is queued
+	// since is when the buffer last went from empty to not empty: no
+	// queued record has waited longer than time.Since(since).
+	since time.Time
+	added chan struct{} // signalled after every Add and PutBack
 }
 
 // NewBuffer returns a buffer holding at most maxBytes (as counted by
 // Event.Size).
 func NewBuffer(maxBytes int) *Buffer {
-	return &Buffer{max: maxBytes, full: make(chan struct{}, 1)}
+	return &Buffer{max: maxBytes, added: make(chan struct{}, 1)}
 }
 
-// SetBatch tells the buffer what a full batch is, so that Full can signal
-// when one is ready to send.
-func (b *Buffer) SetBatch(count, bytes int) {
+// Added is signalled, without blocking the producer, after events are added
+// or put back: the consumer then looks at Len, Bytes and Since.
+func (b *Buffer) Added() <-chan struct{} { return b.added }
+
+func (b *Buffer) signal() {
+	select {
+	case b.added <- struct{}{}:
+	default:
+	}
+}
+
+// Since is when the oldest queued event was queued, or at least no later:
+// the time the buffer last went from empty to not empty. It is zero when
+// the buffer is empty.
+func (b *Buffer) Since() time.Time {
 	b.mu.Lock()
-	b.fullCount, b.fullBytes = count, bytes
-	b.mu.Unlock()
+	defer b.mu.Unlock()
+	return b.since
 }
 
-// Full is signalled (without blocking the producer) each time events are
-// added while at least a full batch is queued.
-func (b *Buffer) Full() <-chan struct{} { return b.full }
+// markLocked notes the time the buffer goes from empty to not empty.
+func (b *Buffer) markLocked(wasEmpty bool) {
+	if wasEmpty && b.head < len(b.q) {
+		b.since = time.Now()
+	}
+}
 
 // Add appends events, dropping the oldest queued ones when the bound would be
 // exceeded. An event larger than the whole bound is dropped itself.
 func (b *Buffer) Add(evs ...Event) {
 	b.mu.Lock()
+	wasEmpty := b.head == len(b.q)
 	for _, e := range evs {
 		size := e.Size()
 		if size > b.max {
@@ -56,14 +76,9 @@ func (b *Buffer) Add(evs ...Event) {
 		b.q = append(b.q, e)
 		b.bytes += size
 	}
-	ready := b.fullCount > 0 && (len(b.q)-b.head >= b.fullCount || (b.fullBytes > 0 && b.bytes >= b.fullBytes))
+	b.markLocked(wasEmpty)
 	b.mu.Unlock()
-	if ready {
-		select {
-		case b.full <- struct{}{}:
-		default:
-		}
-	}
+	b.signal()
 }
 
 func (b *Buffer) dropOldestLocked() {
@@ -83,6 +98,7 @@ func (b *Buffer) compactLocked() {
 	n := len(b.q) - b.head
 	if n == 0 {
 		b.q, b.head = b.q[:0], 0
+		b.since = time.Time{}
 		return
 	}
 	if b.head > 64 && b.head > n {
@@ -117,6 +133,31 @@ func (b *Buffer) Take(maxCount, maxBytes int) []Event {
 	return out
 }
 
+// TakeNewest removes and returns the newest events, in their order: at most
+// maxCount of them and at most maxBytes in total, but always at least one
+// when the buffer is not empty. At SHUTDOWN the newest data (the last
+// invocation's lines and report) matter most, so they go first.
+func (b *Buffer) TakeNewest(maxCount, maxBytes int) []Event {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	start, total := len(b.q), 0
+	for start > b.head && len(b.q)-start < maxCount {
+		size := b.q[start-1].Size()
+		if start < len(b.q) && total+size > maxBytes {
+			break
+		}
+		total += size
+		start--
+	}
+	out := make([]Event, len(b.q)-start)
+	copy(out, b.q[start:])
+	clear(b.q[start:])
+	b.q = b.q[:start]
+	b.bytes -= total
+	b.compactLocked()
+	return out
+}
+
 // PutBack returns events that could not be delivered to the front of the
 // buffer, in their order, so they go out first next time. They are the
 // oldest data, so when there is not room for all of them the oldest of them
@@ -140,6 +181,8 @@ func (b *Buffer) PutBack(evs []Event) int {
 	if len(evs) == 0 {
 		return dropped
 	}
+	wasEmpty := b.head == len(b.q)
+	defer b.signal()
 	n := len(b.q) - b.head
 	if b.head >= len(evs) {
 		b.head -= len(evs)
@@ -151,6 +194,7 @@ func (b *Buffer) PutBack(evs []Event) int {
 		b.q, b.head = q, 0
 	}
 	b.bytes += total
+	b.markLocked(wasEmpty)
 	return dropped
 }
 

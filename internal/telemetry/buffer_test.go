@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 )
 
 // sized returns a "function" event whose Size is exactly size, carrying id in
@@ -373,12 +375,12 @@ func TestBufferProperty(t *testing.T) {
 	}
 }
 
-// pending counts the signals waiting on Full without blocking.
+// pending counts the signals waiting on Added without blocking.
 func pending(b *Buffer) int {
 	n := 0
 	for {
 		select {
-		case <-b.Full():
+		case <-b.Added():
 			n++
 		default:
 			return n
@@ -386,60 +388,62 @@ func pending(b *Buffer) int {
 	}
 }
 
-func TestBufferFull(t *testing.T) {
-	type step struct {
-		add, take int  // events of 200 bytes to add, events to take
-		want      int  // signals pending afterwards (then consumed)
-		noCheck   bool // leave pending signals alone after this step
-	}
+func TestBufferAddedAndSince(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBuffer(1 << 20)
+		if !b.Since().IsZero() || pending(b) != 0 {
+			t.Fatal("a new buffer is signalled or has a Since")
+		}
+		t0 := time.Now()
+		b.Add(sized(t, "a", 200))
+		b.Add(sized(t, "b", 200)) // coalesced with the first signal
+		if got := pending(b); got != 1 {
+			t.Fatalf("%d signals after two Adds, want 1", got)
+		}
+		time.Sleep(time.Second)
+		b.Add(sized(t, "c", 200))
+		if got := b.Since(); !got.Equal(t0) {
+			t.Errorf("Since = %v after a later Add, want the first Add's %v", got, t0)
+		}
+		b.Take(3, 1<<30)
+		if !b.Since().IsZero() {
+			t.Errorf("Since = %v once empty, want zero", b.Since())
+		}
+		pending(b)
+		time.Sleep(time.Second)
+		b.PutBack([]Event{sized(t, "a", 200)})
+		if got := pending(b); got != 1 {
+			t.Errorf("%d signals after PutBack, want 1", got)
+		}
+		if got, want := b.Since(), t0.Add(2*time.Second); !got.Equal(want) {
+			t.Errorf("Since = %v after PutBack into an empty buffer, want %v", got, want)
+		}
+	})
+}
+
+func TestBufferTakeNewest(t *testing.T) {
 	tests := []struct {
-		name         string
-		count, bytes int // SetBatch; count 0 means SetBatch is not called
-		steps        []step
+		name               string
+		spec               string
+		maxCount, maxBytes int
+		want, left         string
 	}{
-		{name: "no batch set: never", steps: []step{{add: 50, want: 0}}},
-		{name: "by count", count: 3, steps: []step{
-			{add: 2, want: 0},
-			{add: 1, want: 1},
-			{add: 1, want: 1}, // still a full batch queued: signalled again
-		}},
-		{name: "coalesced, never blocks", count: 2, steps: []step{
-			{add: 2, noCheck: true}, {add: 1, noCheck: true}, {add: 1, noCheck: true}, {add: 1, want: 1},
-		}},
-		{name: "one Add of many signals once", count: 2, steps: []step{{add: 10, want: 1}}},
-		{name: "by bytes", count: 100, bytes: 500, steps: []step{
-			{add: 2, want: 0},
-			{add: 1, want: 1},
-		}},
-		{name: "not after the batch was taken", count: 3, steps: []step{
-			{add: 3, want: 1},
-			{take: 2, want: 0},
-			{add: 1, want: 0},
-			{add: 1, want: 1},
-		}},
+		{"all", "a:200 b:200 c:200", 10, 1 << 20, "a b c", ""},
+		{"by count", "a:200 b:200 c:200", 2, 1 << 20, "b c", "a"},
+		{"by bytes", "a:200 b:200 c:200", 10, 450, "b c", "a"},
+		{"one even if too large", "a:200 b:900", 10, 450, "b", "a"},
+		{"empty", "", 10, 1 << 20, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := NewBuffer(1 << 20)
-			if tt.count > 0 {
-				b.SetBatch(tt.count, tt.bytes)
+			b.Add(events(t, tt.spec)...)
+			got := b.TakeNewest(tt.maxCount, tt.maxBytes)
+			if g := strings.Join(ids(got), " "); g != tt.want {
+				t.Errorf("took %q, want %q", g, tt.want)
 			}
-			next := 0
-			for i, s := range tt.steps {
-				for range s.add {
-					next++
-					b.Add(sized(t, strconv.Itoa(next), 200))
-				}
-				if s.take > 0 {
-					b.Take(s.take, 1<<30)
-				}
-				if s.noCheck {
-					continue
-				}
-				if got := pending(b); got != s.want {
-					t.Fatalf("step %d (%+v): %d signals pending, want %d", i, s, got, s.want)
-				}
-			}
+			// checkQueue also proves the byte count right: 0 once drained.
+			checkQueue(t, b, strings.Fields(tt.left))
 		})
 	}
 }
@@ -450,7 +454,7 @@ func TestBufferFull(t *testing.T) {
 func TestBufferConcurrent(t *testing.T) {
 	const producers, perProducer = 4, 2000
 	b := NewBuffer(1 << 30)
-	b.SetBatch(1, 0) // signal on every Add, so the consumer can wait on Full
+	// The consumer waits on Added when it finds the buffer empty.
 	var wg sync.WaitGroup
 	done := make(chan struct{})
 	for p := range producers {
@@ -485,7 +489,7 @@ func TestBufferConcurrent(t *testing.T) {
 		got += len(evs)
 		if len(evs) == 0 {
 			select {
-			case <-b.Full():
+			case <-b.Added():
 			case <-done:
 				if b.Len() == 0 && got < producers*perProducer {
 					t.Fatalf("producers finished, buffer empty, but only %d of %d events came out", got, producers*perProducer)
@@ -514,7 +518,6 @@ func TestBufferConcurrent(t *testing.T) {
 // 200-byte event in per Add, batches of 100 out.
 func BenchmarkBufferAddTake(b *testing.B) {
 	buf := NewBuffer(1 << 20)
-	buf.SetBatch(100, 1<<20)
 	e := sized(b, "0c1f9a52-7d1e-4b8e-9a64-2f3c5d7e9b10", 200)
 	b.ReportAllocs()
 	b.SetBytes(int64(e.Size()))

@@ -1,0 +1,558 @@
+package openobserve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/o2-extension/o2-extension/internal/telemetry"
+)
+
+// Defaults applied by NewShipper to zero ShipperOptions fields.
+const (
+	// DefaultInFlight: four requests in flight keep a backend that answers
+	// in 150 ms busy with 1,000-record batches (measured: see the README),
+	// while one failed request never stalls the rest.
+	DefaultInFlight   = 4
+	DefaultBatchCount = 1000
+	DefaultLinger     = time.Second
+)
+
+const (
+	// summaryReserve is the time kept at SHUTDOWN for the summary record:
+	// the final drain stops this long before the deadline, whatever is
+	// still queued, so that the summary goes out with the real tally.
+	summaryReserve = 300 * time.Millisecond
+	// authPause is how long every send waits after OpenObserve refused the
+	// credentials or the organization: the data is kept, and asking again
+	// at once would only repeat the refusal.
+	authPause = 2 * time.Second
+	// warnEvery bounds the extension's own warnings to one per kind per
+	// period (with a count of the repeats): every line it prints comes back
+	// to it as telemetry.
+	warnEvery = 10 * time.Second
+	// defaultShutdown bounds Shutdown when its ctx has no deadline.
+	defaultShutdown = 1500 * time.Millisecond
+)
+
+var (
+	// ErrFailing reports that Flush did not wait because the backend is
+	// failing (the breaker is open) or asked for a pause: holding the
+	// invocation would bill it for nothing. The data is kept and sent in
+	// the background.
+	ErrFailing = errors.New("openobserve: backend failing or paused; not waiting")
+	// errShutdown is the cause of the context of requests still in flight
+	// when Shutdown's drain runs out of time.
+	errShutdown = errors.New("openobserve: shut down")
+)
+
+// DroppedType is the type of the record that reports buffer drops.
+const DroppedType = "o2-extension.dropped"
+
+// ShipperOptions configures a Shipper. Zero values mean the defaults.
+type ShipperOptions struct {
+	// InFlight is the most requests in flight at once (default 4). Each
+	// record is in at most one of them.
+	InFlight int
+	// BatchCount bounds the records of one batch (default 1,000). Batches
+	// are bounded by bytes first: the client's MaxBatchBytes.
+	BatchCount int
+	// Linger is the most a record waits in the buffer, while the process
+	// runs, before it is sent even though its batch is not full (default
+	// 1 s). The sandbox is thawed while an invocation runs, and a send then
+	// costs no billed time, so records stream in every flush mode.
+	Linger time.Duration
+	// Logger receives the shipper's warnings; nil means none.
+	Logger *logrus.Entry
+}
+
+func (o *ShipperOptions) setDefaults() {
+	if o.InFlight <= 0 {
+		o.InFlight = DefaultInFlight
+	}
+	if o.BatchCount <= 0 {
+		o.BatchCount = DefaultBatchCount
+	}
+	if o.Linger <= 0 {
+		o.Linger = DefaultLinger
+	}
+	if o.Logger == nil {
+		l := logrus.New()
+		l.SetLevel(logrus.PanicLevel)
+		o.Logger = logrus.NewEntry(l)
+	}
+}
+
+// Shipper moves records from a telemetry.Buffer to OpenObserve: a
+// dispatcher takes batches (when one is full, when the oldest record has
+// lingered, when a Flush asks, or at Shutdown) and up to InFlight senders
+// post them, each with its own retries, so that one failing request never
+// holds the others. It owns its goroutines; the lifecycle loop calls Flush
+// at the end of an invocation and Shutdown once.
+type Shipper struct {
+	c     *Client
+	buf   *telemetry.Buffer
+	o     ShipperOptions
+	log   *logrus.Entry
+	batch int // bytes taken per batch, as telemetry.Event.Size counts them
+
+	// ctx is the context of every send; Shutdown cancels it once its drain
+	// is out of time.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+	quit   chan struct{}
+	slots  chan struct{} // one token per request in flight
+	poked  chan struct{}
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every change below
+	urgent  int           // Flush calls waiting: take without lingering
+	final   bool          // Shutdown's drain: newest first, no lingering
+	// unsettled counts batches whose first attempts are still running: a
+	// Flush waits for them, but not for a batch that waits out a backoff.
+	unsettled int
+	inFlight  int  // batches taken and not yet finished
+	stalled   bool // a Flush ran out of time; cleared by the next success
+	reported  uint64
+	warnings  warner
+
+	shutdownOnce sync.Once
+	shutdownDone chan struct{}
+}
+
+// NewShipper starts shipping what buf holds through c.
+func NewShipper(c *Client, buf *telemetry.Buffer, o ShipperOptions) *Shipper {
+	o.setDefaults()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	s := &Shipper{
+		c:   c,
+		buf: buf,
+		o:   o,
+		log: o.Logger,
+		// Event.Size underestimates the encoded record (the static fields
+		// are added when it is sent): leave room so that a batch is one
+		// request.
+		batch:        c.o.MaxBatchBytes * 3 / 4,
+		ctx:          ctx,
+		cancel:       cancel,
+		quit:         make(chan struct{}),
+		slots:        make(chan struct{}, o.InFlight),
+		poked:        make(chan struct{}, 1),
+		changed:      make(chan struct{}),
+		warnings:     warner{every: warnEvery},
+		shutdownDone: make(chan struct{}),
+	}
+	s.wg.Go(s.dispatch)
+	return s
+}
+
+// Client returns the client the shipper sends through.
+func (s *Shipper) Client() *Client { return s.c }
+
+func (s *Shipper) broadcastLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *Shipper) poke() {
+	select {
+	case s.poked <- struct{}{}:
+	default:
+	}
+}
+
+// dispatch takes batches while a request slot is free. Lingering is
+// decided from timestamps: a timer that was due while the sandbox was
+// frozen fires once at the thaw and finds the linger long over.
+func (s *Shipper) dispatch() {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		select {
+		case s.slots <- struct{}{}:
+		case <-s.quit:
+			return
+		}
+		for {
+			evs, wake := s.next(time.Now())
+			if evs != nil {
+				s.wg.Go(func() { s.ship(evs) })
+				break
+			}
+			var tick <-chan time.Time
+			if !wake.IsZero() {
+				timer.Reset(max(time.Until(wake), 0))
+				tick = timer.C
+			}
+			select {
+			case <-s.buf.Added():
+			case <-s.poked:
+			case <-tick:
+			case <-s.quit:
+				<-s.slots
+				return
+			}
+		}
+	}
+}
+
+// next takes the next batch if one is due at now; otherwise it returns when
+// to look again (zero: when something changes).
+func (s *Shipper) next(now time.Time) ([]telemetry.Event, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.buf.Len() == 0 {
+		return nil, time.Time{}
+	}
+	if until, paused := s.c.gate.paused(now); paused && !s.final {
+		// Leave the records in the buffer, where its bound applies.
+		return nil, until
+	}
+	due := s.final || s.urgent > 0 || s.buf.Len() >= s.o.BatchCount || s.buf.Bytes() >= s.batch
+	if !due {
+		at := s.buf.Since().Add(s.o.Linger)
+		if now.Before(at) {
+			return nil, at
+		}
+	}
+	var evs []telemetry.Event
+	if s.final {
+		// The last invocation's lines and report matter most.
+		evs = s.buf.TakeNewest(s.o.BatchCount, s.batch)
+	} else {
+		evs = s.buf.Take(s.o.BatchCount, s.batch)
+	}
+	if report := s.dropReportLocked(now); report != nil {
+		// The drop report rides with a batch rather than going through the
+		// full buffer, where it would push out more data.
+		evs = append([]telemetry.Event{*report}, evs...)
+	}
+	s.unsettled++
+	s.inFlight++
+	s.broadcastLocked()
+	return evs, time.Time{}
+}
+
+// ship sends one batch and deals with what could not be delivered.
+func (s *Shipper) ship(evs []telemetry.Event) {
+	settled := false
+	settle := func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !settled {
+			settled = true
+			s.unsettled--
+			s.broadcastLocked()
+		}
+	}
+	res, rest, err := s.c.sendRouted(s.ctx, evs, settle)
+	s.c.stats.add(res, err)
+	s.report(res, err, rest)
+	settle()
+	s.mu.Lock()
+	s.inFlight--
+	if err == nil {
+		s.stalled = false
+	}
+	s.broadcastLocked()
+	s.mu.Unlock()
+	<-s.slots
+	s.poke()
+}
+
+// report logs what went wrong (rate-limited) and keeps or drops the
+// records not delivered.
+func (s *Shipper) report(res Result, err error, rest []telemetry.Event) {
+	now := time.Now()
+	if res.Failed > 0 || res.Missing > 0 {
+		s.warnings.warn(s.log, now, "not stored", logrus.Fields{"failed": res.Failed, "silently_dropped": res.Missing, "openobserve_error": res.Error},
+			"OpenObserve did not store every record")
+	}
+	switch {
+	case err == nil:
+	case IsPermanent(err):
+		// Sending the refused records again cannot succeed: drop and count.
+		s.c.stats.reject(len(rest))
+		s.warnings.error(s.log, now, "rejected", logrus.Fields{"records": len(rest)},
+			"OpenObserve refused a batch as invalid; it was dropped: "+Explain(err))
+	case IsAuth(err):
+		s.keep(rest)
+		s.c.gate.pause(now.Add(authPause))
+		s.warnings.error(s.log, now, "auth", nil,
+			"OpenObserve refused the credentials or organization; data is kept while the buffer has room: "+Explain(err))
+	case errors.Is(context.Cause(s.ctx), errShutdown):
+		s.keep(rest) // counted as left over at shutdown
+	default:
+		s.keep(rest)
+		s.warnings.warn(s.log, now, "send", nil, "sending to OpenObserve failed; data is kept and retried: "+Explain(err))
+	}
+}
+
+func (s *Shipper) keep(evs []telemetry.Event) {
+	if len(evs) > 0 {
+		s.buf.PutBack(evs)
+	}
+}
+
+// dropReportLocked returns a record saying how much the full buffer
+// dropped since the last report, logging it once; nil when nothing new was
+// dropped.
+func (s *Shipper) dropReportLocked(now time.Time) *telemetry.Event {
+	recs, bytes := s.buf.Dropped()
+	if recs == s.reported {
+		return nil
+	}
+	n := recs - s.reported
+	s.reported = recs
+	s.warnings.warn(s.log, now, "buffer full", logrus.Fields{"dropped_records": n, "dropped_records_total": recs, "dropped_bytes_total": bytes},
+		"buffer full (O2_MAX_BUFFER_SIZE_MB): oldest records were dropped")
+	rec, _ := json.Marshal(map[string]any{
+		"droppedRecords":      n,
+		"droppedRecordsTotal": recs,
+		"droppedBytesTotal":   bytes,
+		"reason":              "buffer full (O2_MAX_BUFFER_SIZE_MB)",
+	})
+	return &telemetry.Event{Time: now, Type: DroppedType, Record: rec}
+}
+
+// Failing reports whether an end-of-invocation flush would return at once
+// without waiting: the breaker is open, the server asked for a pause, or a
+// flush ran out of time and nothing has been delivered since.
+func (s *Shipper) Failing() bool {
+	s.mu.Lock()
+	stalled := s.stalled
+	s.mu.Unlock()
+	_, paused := s.c.gate.paused(time.Now())
+	return stalled || paused || s.c.gate.failing()
+}
+
+// Flush sends what the buffer holds now, without lingering, and waits until
+// every batch has been delivered or has failed its first attempt and an
+// immediate retry; or until ctx ends. It never waits out a backoff: a batch
+// that failed twice is retried in the background. While the backend is
+// failing it returns ErrFailing at once (see Failing).
+func (s *Shipper) Flush(ctx context.Context) error {
+	if s.Failing() {
+		s.poke()
+		return ErrFailing
+	}
+	s.mu.Lock()
+	s.urgent++
+	s.mu.Unlock()
+	s.poke()
+	defer func() {
+		s.mu.Lock()
+		s.urgent--
+		s.mu.Unlock()
+	}()
+	for {
+		s.mu.Lock()
+		idle := s.buf.Len() == 0 && s.unsettled == 0
+		ch := s.changed
+		s.mu.Unlock()
+		gateCh := s.c.gate.changes()
+		// A batch that failed twice is settled (it waits out its backoff in
+		// the background), so failing goes before idle.
+		if _, paused := s.c.gate.paused(time.Now()); paused || s.c.gate.failing() {
+			return ErrFailing
+		}
+		if idle {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-gateCh:
+		case <-ctx.Done():
+			s.mu.Lock()
+			s.stalled = true
+			s.mu.Unlock()
+			return ctx.Err()
+		}
+	}
+}
+
+// Shutdown drains the buffer with every request slot, newest records first,
+// until summaryReserve before ctx's deadline; then it cuts what is still in
+// flight, sends the records summary returns (the extension's final tally,
+// built once the drain is over), and returns. Records still buffered then
+// are lost, and logged. It is safe to call more than once: later calls
+// wait for the first, within their own ctx.
+func (s *Shipper) Shutdown(ctx context.Context, summary func() []telemetry.Event) error {
+	s.shutdownOnce.Do(func() {
+		s.shutdown(ctx, summary)
+		close(s.shutdownDone)
+	})
+	select {
+	case <-s.shutdownDone:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Shipper) shutdown(ctx context.Context, summary func() []telemetry.Event) {
+	end, ok := ctx.Deadline()
+	if !ok {
+		end = time.Now().Add(defaultShutdown)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, end)
+		defer cancel()
+	}
+	reserve := min(summaryReserve, time.Until(end)/3)
+	s.mu.Lock()
+	s.final = true
+	s.broadcastLocked()
+	s.mu.Unlock()
+	s.c.gate.setFinal()
+	s.poke()
+
+	dctx, cancel := context.WithDeadline(ctx, end.Add(-reserve))
+	s.waitIdle(dctx)
+	cancel()
+	close(s.quit)
+	s.cancel(errShutdown) // requests still in flight are cut; their records kept
+	s.wg.Wait()
+
+	if summary != nil {
+		evs := summary()
+		res, _, err := s.c.sendRouted(ctx, evs, nil)
+		s.c.stats.add(res, err)
+		if err != nil {
+			s.log.WithError(err).Warn("the summary record could not be sent: " + Explain(err))
+		}
+	}
+	if n := s.buf.Len(); n > 0 {
+		s.log.WithField("records", n).Warn("records still buffered at SHUTDOWN are lost: OpenObserve did not take them in time")
+	}
+}
+
+// waitIdle returns when the buffer is empty and nothing is in flight, or
+// when ctx ends.
+func (s *Shipper) waitIdle(ctx context.Context) {
+	for {
+		s.mu.Lock()
+		idle := s.buf.Len() == 0 && s.inFlight == 0
+		ch := s.changed
+		s.mu.Unlock()
+		if idle {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Stats returns the delivery counters, the buffer's included.
+func (s *Shipper) Stats() Stats {
+	st := s.c.Stats()
+	st.DroppedRecords, st.DroppedBytes = s.buf.Dropped()
+	st.BufferedRecords = s.buf.Len()
+	return st
+}
+
+// Stats counts what a client delivered over its life. Its JSON form is the
+// summary record's delivery fields.
+type Stats struct {
+	Delivered       uint64 `json:"delivered"`       // records OpenObserve stored
+	Failed          uint64 `json:"failed"`          // records OpenObserve refused, or too large for it
+	Missing         uint64 `json:"silentlyDropped"` // records OpenObserve dropped without a word
+	Rejected        uint64 `json:"rejected"`        // records dropped after a 400
+	Requests        uint64 `json:"requests"`        // HTTP attempts
+	Bytes           uint64 `json:"bytesSent"`       // body bytes on the wire
+	SendErrors      uint64 `json:"sendErrors"`      // sends that failed after their retries
+	DroppedRecords  uint64 `json:"droppedRecords"`  // dropped from the full buffer
+	DroppedBytes    uint64 `json:"droppedBytes"`
+	BufferedRecords int    `json:"bufferedRecords"` // still buffered
+}
+
+// stats is a Client's counters.
+type stats struct {
+	mu sync.Mutex
+	s  Stats
+}
+
+func (st *stats) add(r Result, err error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.s.Delivered += uint64(r.Successful)
+	st.s.Failed += uint64(r.Failed + r.Dropped)
+	st.s.Missing += uint64(r.Missing)
+	st.s.Requests += uint64(r.Requests)
+	st.s.Bytes += uint64(r.Bytes)
+	if err != nil {
+		st.s.SendErrors++
+	}
+}
+
+func (st *stats) reject(n int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.s.Rejected += uint64(n)
+}
+
+// Stats returns a copy of the client's counters.
+func (c *Client) Stats() Stats {
+	c.stats.mu.Lock()
+	defer c.stats.mu.Unlock()
+	return c.stats.s
+}
+
+// warner rate-limits warnings: one line per kind per period, carrying the
+// number of repeats it held back.
+type warner struct {
+	every time.Duration
+	mu    sync.Mutex
+	kinds map[string]*warnKind
+}
+
+type warnKind struct {
+	last    time.Time
+	repeats int
+}
+
+func (w *warner) allow(now time.Time, kind string) (repeats int, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.kinds == nil {
+		w.kinds = map[string]*warnKind{}
+	}
+	k := w.kinds[kind]
+	if k == nil {
+		k = &warnKind{}
+		w.kinds[kind] = k
+	}
+	if !k.last.IsZero() && now.Sub(k.last) < w.every {
+		k.repeats++
+		return 0, false
+	}
+	repeats, k.repeats, k.last = k.repeats, 0, now
+	return repeats, true
+}
+
+func (w *warner) warn(log *logrus.Entry, now time.Time, kind string, f logrus.Fields, msg string) {
+	w.log(log, logrus.WarnLevel, now, kind, f, msg)
+}
+
+func (w *warner) error(log *logrus.Entry, now time.Time, kind string, f logrus.Fields, msg string) {
+	w.log(log, logrus.ErrorLevel, now, kind, f, msg)
+}
+
+func (w *warner) log(log *logrus.Entry, level logrus.Level, now time.Time, kind string, f logrus.Fields, msg string) {
+	repeats, ok := w.allow(now, kind)
+	if !ok {
+		return
+	}
+	e := log.WithFields(f)
+	if repeats > 0 {
+		e = e.WithField("repeats", repeats)
+	}
+	e.Log(level, msg)
+}
