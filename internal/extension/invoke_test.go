@@ -32,7 +32,7 @@ func (d *fakeDelivery) Flush(ctx context.Context) error {
 }
 
 func (d *fakeDelivery) Shutdown(context.Context, func() []telemetry.Event) error { return nil }
-func (d *fakeDelivery) Stats() any                                              { return struct{}{} }
+func (d *fakeDelivery) Stats() any                                               { return struct{}{} }
 
 func (d *fakeDelivery) calls() int {
 	d.mu.Lock()
