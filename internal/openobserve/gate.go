@@ -138,20 +138,58 @@ func (g *gate) wait(ctx context.Context) (probe bool, err error) {
 	}
 }
 
-// done records an attempt's outcome: ok means the server answered and
-// will answer the same way again (a success, or a refusal no retry
-// changes); anything else lengthens the failing streak.
-func (g *gate) done(ok, probe bool) {
+// outcome is what an attempt says about the backend.
+type outcome int
+
+const (
+	answered outcome = iota // a success, or a refusal of the data itself
+	failed                  // worth a retry: the backend is busy or down
+	refused                 // credentials or organization refused
+)
+
+// outcomeOf classifies an attempt's result for the gate.
+func outcomeOf(resp *http.Response, err error) outcome {
+	if retryable(resp, err) {
+		return failed
+	}
+	if err == nil {
+		switch resp.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+			return refused
+		}
+	}
+	return answered
+}
+
+// done records an attempt's outcome. A failure lengthens the failing
+// streak; refused credentials open the breaker at once (until they work
+// again, one attempt at a time finds out, after each pause); anything else
+// closes it.
+func (g *gate) done(o outcome, probe bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if probe {
 		g.probing = false
 	}
-	if ok {
+	switch o {
+	case answered:
 		g.streak = 0
-	} else {
+	case failed:
 		g.streak++
+	case refused:
+		g.streak = max(g.streak, failingStreak)
 	}
+	g.broadcastLocked()
+}
+
+// release gives up a probe turn without an outcome.
+func (g *gate) release(probe bool) {
+	if !probe {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.probing = false
 	g.broadcastLocked()
 }
 
@@ -168,7 +206,11 @@ func (t gatedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !beginAttempt(req.Context()) {
+		t.g.release(probe)
+		return nil, context.Cause(req.Context())
+	}
 	resp, err := t.next.RoundTrip(req)
-	t.g.done(!retryable(resp, err), probe)
+	t.g.done(outcomeOf(resp, err), probe)
 	return resp, err
 }

@@ -48,7 +48,58 @@ var (
 	// errShutdown is the cause of the context of requests still in flight
 	// when Shutdown's drain runs out of time.
 	errShutdown = errors.New("openobserve: shut down")
+	// errYield is the cause of the context of a batch that was waiting out
+	// a backoff when Shutdown began: its records go back to the buffer, so
+	// that the final drain sends the newest first with every slot.
+	errYield = errors.New("openobserve: yielded to the final drain")
 )
+
+// shipState is whether one batch's request is on the wire or waiting (for
+// its first attempt, a backoff or the gate). Only a waiting batch may be
+// made to yield: cutting a request on the wire could lose a reply to a
+// request OpenObserve stored, and sending it again would duplicate it.
+type shipState struct {
+	mu      sync.Mutex
+	waiting bool
+	yielded bool
+	cancel  context.CancelCauseFunc
+}
+
+type shipKey struct{}
+
+// begin is called right before an attempt goes on the wire; it reports
+// false if the batch yielded.
+func (st *shipState) begin() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.yielded {
+		return false
+	}
+	st.waiting = false
+	return true
+}
+
+func (st *shipState) wait() {
+	st.mu.Lock()
+	st.waiting = true
+	st.mu.Unlock()
+}
+
+// yield cancels the batch if it is waiting.
+func (st *shipState) yield() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.waiting && !st.yielded {
+		st.yielded = true
+		st.cancel(errYield)
+	}
+}
+
+// beginAttempt is gatedTransport's hook: false means the batch yielded.
+func beginAttempt(ctx context.Context) bool {
+	st, ok := ctx.Value(shipKey{}).(*shipState)
+	return !ok || st.begin()
+}
 
 // DroppedType is the type of the record that reports buffer drops.
 const DroppedType = "o2-extension.dropped"
@@ -120,6 +171,7 @@ type Shipper struct {
 	stalled   bool // a Flush ran out of time; cleared by the next success
 	reported  uint64
 	warnings  warner
+	ships     map[*shipState]struct{} // batches taken and not finished
 
 	shutdownOnce sync.Once
 	shutdownDone chan struct{}
@@ -145,6 +197,7 @@ func NewShipper(c *Client, buf *telemetry.Buffer, o ShipperOptions) *Shipper {
 		poked:        make(chan struct{}, 1),
 		changed:      make(chan struct{}),
 		warnings:     warner{every: warnEvery},
+		ships:        map[*shipState]struct{}{},
 		shutdownDone: make(chan struct{}),
 	}
 	s.wg.Go(s.dispatch)
@@ -240,8 +293,21 @@ func (s *Shipper) next(now time.Time) ([]telemetry.Event, time.Time) {
 
 // ship sends one batch and deals with what could not be delivered.
 func (s *Shipper) ship(evs []telemetry.Event) {
+	ctx, cancel := context.WithCancelCause(s.ctx)
+	defer cancel(nil)
+	st := &shipState{waiting: true, cancel: cancel}
+	ctx = context.WithValue(ctx, shipKey{}, st)
+	s.mu.Lock()
+	s.ships[st] = struct{}{}
+	final := s.final
+	s.mu.Unlock()
+	if final {
+		// Taken by the final drain: it is not to yield to itself.
+		st.begin()
+	}
 	settled := false
 	settle := func() {
+		st.wait()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if !settled {
@@ -250,11 +316,12 @@ func (s *Shipper) ship(evs []telemetry.Event) {
 			s.broadcastLocked()
 		}
 	}
-	res, rest, err := s.c.sendRouted(s.ctx, evs, settle)
+	res, rest, err := s.c.sendRouted(ctx, evs, settle)
 	s.c.stats.add(res, err)
-	s.report(res, err, rest)
+	s.report(ctx, res, err, rest)
 	settle()
 	s.mu.Lock()
+	delete(s.ships, st)
 	s.inFlight--
 	if err == nil {
 		s.stalled = false
@@ -267,7 +334,7 @@ func (s *Shipper) ship(evs []telemetry.Event) {
 
 // report logs what went wrong (rate-limited) and keeps or drops the
 // records not delivered.
-func (s *Shipper) report(res Result, err error, rest []telemetry.Event) {
+func (s *Shipper) report(ctx context.Context, res Result, err error, rest []telemetry.Event) {
 	now := time.Now()
 	if res.Failed > 0 || res.Missing > 0 {
 		s.warnings.warn(s.log, now, "not stored", logrus.Fields{"failed": res.Failed, "silently_dropped": res.Missing, "openobserve_error": res.Error},
@@ -285,8 +352,8 @@ func (s *Shipper) report(res Result, err error, rest []telemetry.Event) {
 		s.c.gate.pause(now.Add(authPause))
 		s.warnings.error(s.log, now, "auth", nil,
 			"OpenObserve refused the credentials or organization; data is kept while the buffer has room: "+Explain(err))
-	case errors.Is(context.Cause(s.ctx), errShutdown):
-		s.keep(rest) // counted as left over at shutdown
+	case errors.Is(context.Cause(ctx), errShutdown), errors.Is(context.Cause(ctx), errYield):
+		s.keep(rest) // sent by the final drain, or counted as left over
 	default:
 		s.keep(rest)
 		s.warnings.warn(s.log, now, "send", nil, "sending to OpenObserve failed; data is kept and retried: "+Explain(err))
@@ -406,9 +473,18 @@ func (s *Shipper) shutdown(ctx context.Context, summary func() []telemetry.Event
 	reserve := min(summaryReserve, time.Until(end)/3)
 	s.mu.Lock()
 	s.final = true
+	ships := make([]*shipState, 0, len(s.ships))
+	for st := range s.ships {
+		ships = append(ships, st)
+	}
 	s.broadcastLocked()
 	s.mu.Unlock()
 	s.c.gate.setFinal()
+	// Batches waiting out a backoff give their slots to the final drain,
+	// which takes the newest records first; theirs go back to the buffer.
+	for _, st := range ships {
+		st.yield()
+	}
 	s.poke()
 
 	dctx, cancel := context.WithDeadline(ctx, end.Add(-reserve))

@@ -359,3 +359,47 @@ func TestShipperShutdownHangingBackend(t *testing.T) {
 		}
 	})
 }
+
+// SHUTDOWN right after an outage: the batches still waiting out their
+// backoff give their slots to the final drain, which sends the newest
+// records first; nothing is sent twice.
+func TestShipperShutdownAfterAnOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp, buf, s, _ := newShipper(t, o2test.Options{}, nil, openobserve.ShipperOptions{InFlight: 4, BatchCount: 1000})
+		var mu sync.Mutex
+		down := true
+		s.SetFaultFunc(func(int, *http.Request) *o2test.Fault {
+			mu.Lock()
+			defer mu.Unlock()
+			if down {
+				return &o2test.Fault{Status: 503}
+			}
+			return nil
+		})
+		old := lines("old", 8950)
+		last := lines("last", 50)
+		buf.Add(old...)
+		time.Sleep(3 * time.Second)
+		buf.Add(last...)
+		synctest.Wait()
+		mu.Lock()
+		down = false
+		mu.Unlock()
+		s.SetLatency(200 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		if err := sp.Shutdown(ctx, func() []telemetry.Event { return lines("summary", 1) }); err != nil {
+			t.Fatal(err)
+		}
+		// The drain starts at once, not after a backoff: 9 batches, 4 at a
+		// time, 200 ms each, then the summary.
+		if d := time.Since(start); d != 800*time.Millisecond {
+			t.Errorf("Shutdown took %v, want 800ms (three rounds of 200 ms, then the summary)", d)
+		}
+		exactlyOnce(t, s, append(old, last...))
+		if n := stored(s)["summary-0 padded to look like a log line"]; n != 1 {
+			t.Errorf("summary stored %d times, want 1", n)
+		}
+	})
+}
