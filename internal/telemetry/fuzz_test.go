@@ -98,3 +98,34 @@ func jsonArray(body []byte) ([]json.RawMessage, bool) {
 	}
 	return elems, true
 }
+
+// FuzzScanMatchesDecoder holds DecodeBatch's fast path for valid bodies to
+// the general path's results, field by field: the scan must decode exactly
+// what encoding/json would.
+func FuzzScanMatchesDecoder(f *testing.F) {
+	f.Add([]byte(`[{"time":"2025-06-01T08:00:00Z","type":"function","record":"a\tb"}]`))
+	f.Add([]byte(`[{"TIME":"2025-06-01T08:00:00Z","Type":"function","RECORD":"x"},{"type":"function","type":null,"record":null}, 5, null, {"type":1,"record":2}]`))
+	f.Add([]byte(`[{"time":"2025-06-01T08:00:00Z","type":"platform.start","record":{"requestId":"0c1f9a52-7d1e-4b8e-9a64-2f3c5d7e9b10"}},{"type":"function","record":"0c1f9a52-7d1e-4b8e-9a64-2f3c5d7e9b10\tINFO\tx","time":"x"}]`))
+	f.Add([]byte(`[{"t\u0069me":"1","ty\"pe":"q","record":"\\\"","type":"f\u0075nction","k":[{"a":"]}"}]}]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if !json.Valid(body) {
+			return
+		}
+		var fastBad, slowBad int
+		c1, c2 := "", ""
+		fast := DecodeBatch(body, nowFunc, &c1, func() { fastBad++ })
+		slow := decodeStream(body, nowFunc, &c2, func() { slowBad++ })
+		if len(fast) != len(slow) || fastBad != slowBad {
+			t.Fatalf("fast path: %d events, %d malformed; decoder: %d events, %d malformed", len(fast), fastBad, len(slow), slowBad)
+		}
+		for i := range fast {
+			a, b := fast[i], slow[i]
+			if !a.Time.Equal(b.Time) || a.Type != b.Type || !bytes.Equal(a.Record, b.Record) || a.RequestID != b.RequestID || a.Level != b.Level {
+				t.Fatalf("event %d: fast %+v, decoder %+v", i, a, b)
+			}
+		}
+		if c1 != c2 {
+			t.Fatalf("current request: fast %q, decoder %q", c1, c2)
+		}
+	})
+}

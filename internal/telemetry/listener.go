@@ -256,6 +256,33 @@ func (l *Listener) countLambdaDrop(record []byte) {
 // request id of the invocation in progress across batches: it is set by
 // platform.start and used for records that carry no requestId.
 func DecodeBatch(body []byte, now func() time.Time, current *string, malformed func()) []Event {
+	if json.Valid(body) {
+		out := make([]Event, 0, len(body)/256+1)
+		if scanBatch(body, func(w wireEvent, err error) {
+			if err != nil {
+				malformed()
+				return
+			}
+			e, ok := makeEvent(w, now, current)
+			if !ok {
+				malformed()
+				return
+			}
+			// The record is kept for as long as it is buffered: it must
+			// not pin the whole body.
+			e.Record = bytes.Clone(e.Record)
+			out = append(out, e)
+		}) {
+			return out
+		}
+	}
+	return decodeStream(body, now, current, malformed)
+}
+
+// decodeStream is DecodeBatch's general path, for bodies that are not
+// valid JSON: element by element, so that a truncated array keeps what came
+// before the cut.
+func decodeStream(body []byte, now func() time.Time, current *string, malformed func()) []Event {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	tok, err := dec.Token()
 	if err != nil {
