@@ -60,6 +60,10 @@ func TestFaultMatrix(t *testing.T) {
 		{"30% 5xx, sporadic (end-of-invocation)", mxFaults30Sporadic},
 		{"one 40 s invocation, 10 lines/s, defaults", mxLongInvocation},
 		{"SHUTDOWN behind a 9,000-record backlog, answers 200 ms late", mxBacklogShutdown},
+		{"200 with an HTML page on 10% (a proxy), busy", mxNotOpenObserveBusy},
+		{"400 SerdeJsonError for one record, busy", mxPoisonRecordBusy},
+		{"column limit (22) exceeded by mixed batches, busy", mxColumnLimitBusy},
+		{"400 quota exceeded on 5%, busy", mxQuota400Busy},
 		{"outage 503 6 s, auto (continuous)", mxOutageContinuous},
 		{"outage 503 6 s, end-of-invocation", mxOutageEnd},
 		{"faults 20% 5xx, 5% 429, 5% resets, latency, busy", mxFaultsBusy},
@@ -641,7 +645,7 @@ func mxCheckAuth(t *testing.T, h *harness, status int, interval time.Duration, w
 // at every INVOKE and every full batch): at most one request per interval,
 // the data kept, and all of it delivered once the credentials work again.
 func mxUnauthorized(t *testing.T, name string) mxRow {
-	return mxAuthRecovery(t, name, http.StatusUnauthorized, "wrong credentials: check O2_AUTHORIZATION_HEADER",
+	return mxAuthRecovery(t, name, http.StatusUnauthorized, "wrong credentials or organization: check O2_AUTHORIZATION_HEADER",
 		lambdatest.Scenario{Invocations: 100, Rate: 20, Lines: 20, LineSize: 100, Duration: 5 * time.Millisecond, Marker: "mx-401"},
 		"O2_FLUSH_STRATEGY=continuous", "O2_BATCH_SIZE=50")
 }

@@ -244,6 +244,16 @@ type Result struct {
 	// Dropped is the number of records dropped because the server refused
 	// them as too large (413) even alone.
 	Dropped int
+	// Rejected is the number of records dropped because OpenObserve could
+	// not parse them even alone (a 400 that splitting isolated to them).
+	Rejected int
+	// AsText is the number of records sent with their "record" as one JSON
+	// string (and "record_as_text": true) because OpenObserve stored
+	// nothing of them as they were (too many columns).
+	AsText int
+	// TypeConflicts is the part of Failed that OpenObserve refused because
+	// a value could not be cast to its column's type.
+	TypeConflicts int
 	// Error is OpenObserve's last per-record error text, or a note that a
 	// 2xx reply could not be read.
 	Error string
@@ -398,22 +408,38 @@ func batchEnd(recs [][]byte, owners []int, i, maxBytes int) int {
 	return s
 }
 
-// postSplitting posts recs, halving the batch on 413 until each half is
-// taken. It returns how many of recs were dealt with (delivered or dropped)
-// before a failure. A single record refused with 413 is dropped: no split can
-// help it, and keeping it would block everything behind it.
+// postSplitting posts recs, halving the batch when OpenObserve refuses it
+// for what one record may have caused: 413 (too large), a 400 whose body
+// did not parse (one record nested past its parser's limit), or a 200 that
+// stored nothing (one record with too many columns). It returns how many of
+// recs were dealt with (delivered or dropped) before a failure. A single
+// record refused with 413 or the 400 is dropped: no split can help it, and
+// keeping it would block everything behind it. A single record that stored
+// nothing is sent once more with its "record" as one JSON string, which
+// costs one column.
 func (p *poster) postSplitting(ctx context.Context, recs [][]byte) (int, error) {
 	err := p.post(ctx, recs)
-	se, ok := errors.AsType[*StatusError](err)
-	if !ok || se.Code != http.StatusRequestEntityTooLarge {
+	se, _ := errors.AsType[*StatusError](err)
+	tooLarge := se != nil && se.Code == http.StatusRequestEntityTooLarge
+	unparsed := se != nil && se.unparsable()
+	nothing := errors.Is(err, errStoredNothing)
+	if !tooLarge && !unparsed && !nothing {
 		if err != nil {
 			return 0, err
 		}
 		return len(recs), nil
 	}
 	if len(recs) == 1 {
-		p.res.Dropped++
-		p.dropErr = fmt.Errorf("dropped %d record(s) too large for the server even alone (last: %d bytes): %w", p.res.Dropped, len(recs[0]), se)
+		switch {
+		case tooLarge:
+			p.res.Dropped++
+			p.dropErr = fmt.Errorf("dropped %d record(s) too large for the server even alone (last: %d bytes): %w", p.res.Dropped, len(recs[0]), se)
+		case unparsed:
+			p.res.Rejected++
+			p.dropErr = fmt.Errorf("dropped %d record(s) OpenObserve could not parse even alone: %w", p.res.Rejected, se)
+		case nothing:
+			return 1, p.postAsText(ctx, recs[0])
+		}
 		return 1, nil
 	}
 	h := len(recs) / 2
@@ -423,6 +449,35 @@ func (p *poster) postSplitting(ctx context.Context, recs [][]byte) (int, error) 
 	}
 	done, err = p.postSplitting(ctx, recs[h:])
 	return h + done, err
+}
+
+// postAsText sends rec again with its "record" value as one JSON string,
+// marked "record_as_text": true, after OpenObserve stored nothing of it as
+// it was. If that stores nothing either, it counts as silently dropped.
+func (p *poster) postAsText(ctx context.Context, rec []byte) error {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(rec, &m) != nil || m["record"] == nil || m["record"][0] == '"' {
+		p.res.Sent++
+		p.res.Missing++
+		return nil
+	}
+	m["record"] = appendString(nil, string(m["record"]))
+	m["record_as_text"] = json.RawMessage("true")
+	text, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	err = p.post(ctx, [][]byte{text})
+	switch {
+	case errors.Is(err, errStoredNothing):
+		p.res.Sent++
+		p.res.Missing++
+		return nil
+	case err != nil:
+		return err
+	}
+	p.res.AsText++
+	return nil
 }
 
 // post sends recs as one JSON array body, gzipped when large enough, and
@@ -457,9 +512,7 @@ func (p *poster) post(ctx context.Context, recs [][]byte) error {
 	if err != nil {
 		return err
 	}
-	p.res.Sent += len(recs)
-	c.readReply(reply, len(recs), p.res)
-	return nil
+	return c.readReply(reply, len(recs), p.res)
 }
 
 // ingestReply is OpenObserve's reply to _json (openobserve-api.md §6.1).
@@ -473,29 +526,59 @@ type ingestReply struct {
 	} `json:"status"`
 }
 
-// readReply adds OpenObserve's counts for a request of n records to res. A
-// reply that is not OpenObserve's counts as delivered (the server said 2xx)
-// but is noted in res.Error.
-func (c *Client) readReply(body []byte, n int, res *Result) {
+// errStoredNothing is a 200 whose counts are all 0 for records sent: the
+// request was dropped whole, as for the column limit (openobserve-api.md
+// §5.6). Nothing was written, so the batch is split and sent again.
+var errStoredNothing = errors.New("openobserve: OpenObserve stored none of the request's records (column limit?)")
+
+// readReply adds OpenObserve's counts for a request of n records to res.
+// A 2xx body that is not OpenObserve's reply (a proxy's page, an empty
+// body, another service at a wrong path), or counts that cannot be true,
+// are an error wrapping ErrUnexpectedReply: what was stored is unknown, so
+// the data is kept and sent again later. A reply that stored nothing is
+// errStoredNothing.
+func (c *Client) readReply(body []byte, n int, res *Result) error {
 	var r ingestReply
 	if err := json.Unmarshal(body, &r); err != nil || r.Status == nil {
-		res.Successful += n
-		res.Error = "unreadable reply from OpenObserve: " + c.redact(snippet(body))
-		return
+		return fmt.Errorf("%w: a 2xx reply that is not OpenObserve's: %s", ErrUnexpectedReply, c.redact(snippet(body)))
 	}
-	ok, failed := 0, 0
+	ok, failed, lastErr := 0, 0, ""
 	for _, s := range r.Status {
+		if s.Successful < 0 || s.Failed < 0 {
+			return fmt.Errorf("%w: impossible counts (successful %d, failed %d) for %d records: %s", ErrUnexpectedReply, s.Successful, s.Failed, n, c.redact(snippet(body)))
+		}
 		ok += s.Successful
 		failed += s.Failed
 		if s.Error != "" {
-			res.Error = c.redact(s.Error)
+			lastErr = c.redact(s.Error)
 		}
 	}
+	switch {
+	case ok+failed > n:
+		return fmt.Errorf("%w: impossible counts (successful %d, failed %d) for %d records: %s", ErrUnexpectedReply, ok, failed, n, c.redact(snippet(body)))
+	case ok+failed == 0 && n > 0:
+		return errStoredNothing
+	}
+	res.Sent += n
 	res.Successful += ok
 	res.Failed += failed
+	if lastErr != "" {
+		res.Error = lastErr
+		if isTypeConflict(lastErr) {
+			res.TypeConflicts += failed
+		}
+	}
 	if m := n - ok - failed; m > 0 {
 		res.Missing += m
 	}
+	return nil
+}
+
+// isTypeConflict reports OpenObserve's error for a value that cannot be
+// cast to the type its column already has ("Failed to cast <field> to type
+// <T>", openobserve-api.md §5.5 and §8, from write_logs).
+func isTypeConflict(msg string) bool {
+	return strings.Contains(strings.ToLower(msg), "failed to cast")
 }
 
 // snippet is at most 200 bytes of b as valid UTF-8, for an error text.

@@ -2,15 +2,18 @@ package openobserve_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -365,7 +368,7 @@ func TestNoRetryOnClientErrors(t *testing.T) {
 			400, true, false, "request refused"},
 		{"401 wrong password", func(_ *o2test.Server, o *openobserve.Options) {
 			o.Authorization = o2test.BasicAuth(o2test.DefaultEmail, "wrong")
-		}, 401, false, true, "wrong credentials: check O2_AUTHORIZATION_HEADER"},
+		}, 401, false, true, "wrong credentials or organization: check O2_AUTHORIZATION_HEADER"},
 		{"403", func(s *o2test.Server, _ *openobserve.Options) { s.Inject(o2test.Fault{Status: 403}) },
 			403, false, true, "forbidden"},
 		{"404 unknown org", func(_ *o2test.Server, o *openobserve.Options) {
@@ -552,6 +555,10 @@ func TestFailedAndSilentlyDroppedRecords(t *testing.T) {
 			t.Errorf("Error = %q, want OpenObserve's reason", res.Error)
 		}
 	})
+	// OpenObserve drops a request whose columns exceed its limit with a 200
+	// that counts nothing (openobserve-api.md §5.6): the batch is split to
+	// find the wide record, which goes again with its record as one
+	// string; the others go as they are, each once.
 	t.Run("column limit", func(t *testing.T) {
 		s := o2test.Run(t, o2test.Options{ColumnLimit: 10})
 		c := openobserve.NewClient(options(s.URL()))
@@ -560,29 +567,149 @@ func TestFailedAndSilentlyDroppedRecords(t *testing.T) {
 			obj[fmt.Sprintf("f%d", i)] = i
 		}
 		raw, _ := json.Marshal(obj)
-		evs := []telemetry.Event{{Time: time.Now(), Type: "function", Record: raw}, {Time: time.Now(), Type: "function", Record: raw}}
+		evs := textEvents(6, time.Now())
+		evs = slices.Insert(evs, 3, telemetry.Event{Time: time.Now(), Type: "function", Record: raw})
 		res, rest, err := c.Send(t.Context(), evs)
 		if err != nil || rest != nil {
 			t.Fatalf("Send: %v", err)
 		}
-		if res.Sent != 2 || res.Successful != 0 || res.Failed != 0 || res.Missing != 2 {
-			t.Errorf("result = %+v, want 2 missing", res)
+		if res.Sent != 7 || res.Successful != 7 || res.AsText != 1 || res.Missing != 0 {
+			t.Errorf("result = %+v, want 7 stored, one of them as text", res)
+		}
+		recs := s.StreamRecords("default", "lambda")
+		if len(recs) != 7 {
+			t.Fatalf("stored %d records, want 7 (none twice)", len(recs))
+		}
+		wide := 0
+		for _, r := range recs {
+			if r["record_as_text"] == true {
+				wide++
+				if txt, _ := r["record"].(string); !strings.Contains(txt, `"f19":19`) {
+					t.Errorf("record as text = %q, want the object's JSON", txt)
+				}
+			}
+		}
+		if wide != 1 {
+			t.Errorf("%d records marked record_as_text, want 1", wide)
+		}
+	})
+	t.Run("column limit even as text", func(t *testing.T) {
+		s := o2test.Run(t, o2test.Options{ColumnLimit: 3})
+		c := openobserve.NewClient(options(s.URL()))
+		res, rest, err := c.Send(t.Context(), textEvents(2, time.Now()))
+		if err != nil || rest != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		if res.Sent != 2 || res.Successful != 0 || res.Missing != 2 {
+			t.Errorf("result = %+v, want 2 silently dropped", res)
 		}
 	})
 }
 
-func TestUnreadableReplyCountsAsDelivered(t *testing.T) {
+// A 2xx that is not OpenObserve's reply (a proxy, a wrong path) or counts
+// that cannot be true: nothing is known to be stored, so the records come
+// back to be kept, and the error says what came back.
+func TestUnexpectedReplyKeepsTheData(t *testing.T) {
+	tests := []struct {
+		name, body, want string
+	}{
+		{"html", `<html>OK</html>`, "<html>OK</html>"},
+		{"empty", ``, "(empty)"},
+		{"no status", `{"code":200}`, `{"code":200}`},
+		{"negative count", `{"code":200,"status":[{"name":"lambda","successful":500,"failed":-400}]}`, "impossible counts"},
+		{"more than sent", `{"code":200,"status":[{"name":"lambda","successful":3,"failed":0}]}`, "impossible counts (successful 3, failed 0) for 2 records"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = w.Write([]byte(tt.body))
+			}))
+			t.Cleanup(srv.Close)
+			c := openobserve.NewClient(options(srv.URL))
+			evs := textEvents(2, time.Now())
+			res, rest, err := c.Send(t.Context(), evs)
+			if !errors.Is(err, openobserve.ErrUnexpectedReply) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want ErrUnexpectedReply naming %q", err, tt.want)
+			}
+			if len(rest) != 2 || res.Successful != 0 {
+				t.Errorf("undelivered %d, result %+v; want both kept and none counted delivered", len(rest), res)
+			}
+			if openobserve.IsPermanent(err) {
+				t.Error("an unexpected reply is not a permanent refusal")
+			}
+		})
+	}
+}
+
+// One record OpenObserve's parser refuses (400 SerdeJsonError) costs only
+// itself: the batch is split until it is alone, then dropped and counted.
+func TestUnparsableRecordIsIsolated(t *testing.T) {
+	var mu sync.Mutex
+	var stored []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = w.Write([]byte(`<html>OK</html>`))
+		var rd io.Reader = r.Body
+		if r.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(r.Body)
+			if err != nil {
+				t.Errorf("gzip: %v", err)
+				return
+			}
+			rd = zr
+		}
+		body, _ := io.ReadAll(rd)
+		var recs []map[string]any
+		_ = json.Unmarshal(body, &recs)
+		for _, rec := range recs {
+			if rec["record"] == "poison" {
+				w.WriteHeader(400)
+				_, _ = w.Write([]byte(`{"code":400,"message":"SerdeJsonError# recursion limit exceeded at line 1 column 900"}`))
+				return
+			}
+		}
+		mu.Lock()
+		for _, rec := range recs {
+			stored = append(stored, rec["record"].(string))
+		}
+		mu.Unlock()
+		fmt.Fprintf(w, `{"code":200,"status":[{"name":"lambda","successful":%d,"failed":0}]}`, len(recs))
 	}))
 	t.Cleanup(srv.Close)
 	c := openobserve.NewClient(options(srv.URL))
-	res, rest, err := c.Send(t.Context(), textEvents(2, time.Now()))
-	if err != nil || rest != nil {
-		t.Fatalf("Send: %v", err)
+	evs := textEvents(20, time.Now())
+	evs[13].Record = json.RawMessage(`"poison"`)
+	res, rest, err := c.Send(t.Context(), evs)
+	if rest != nil || !openobserve.IsPermanent(err) {
+		t.Fatalf("Send: undelivered %d, err %v, result %+v; want only the poison record dropped, reported", len(rest), err, res)
 	}
-	if res.Successful != 2 || res.Missing != 0 || !strings.Contains(res.Error, "unreadable reply") {
-		t.Errorf("result = %+v, want delivered with a note", res)
+	if res.Rejected != 1 || res.Successful != 19 {
+		t.Errorf("result = %+v, want 19 stored and 1 rejected", res)
+	}
+	if len(stored) != 19 || slices.Contains(stored, "poison") {
+		t.Errorf("stored %d records, want the 19 others once each", len(stored))
+	}
+	if got := openobserve.Explain(err); !strings.Contains(got, "nested deeper") {
+		t.Errorf("Explain = %q, want the parser's limit named", got)
+	}
+}
+
+// OpenObserve's 400s about its own state keep the data (openobserve-api.md
+// §8); others drop it.
+func TestTransient400(t *testing.T) {
+	tests := []struct {
+		msg       string
+		transient bool
+	}{
+		{"Error# not an ingester", true},
+		{"Error# Quota exceeded for this organization [default]", true},
+		{"Error# stream [lambda] is being deleted", true},
+		{"Error# Stream name is empty", false},
+		{"SerdeJsonError# expected value at line 1 column 1", false},
+	}
+	for _, tt := range tests {
+		se := &openobserve.StatusError{Code: 400, Message: tt.msg}
+		if se.Transient() != tt.transient || openobserve.IsPermanent(se) == tt.transient || openobserve.IsTransient(se) != tt.transient {
+			t.Errorf("%q: Transient %v, IsPermanent %v; want transient %v", tt.msg, se.Transient(), openobserve.IsPermanent(se), tt.transient)
+		}
 	}
 }
 
@@ -643,12 +770,12 @@ func TestHealthChecks(t *testing.T) {
 			o := options(s.URL())
 			o.Authorization = o2test.BasicAuth(o2test.DefaultEmail, "nope")
 			return o
-		}, ingest, "wrong credentials: check O2_AUTHORIZATION_HEADER"},
+		}, ingest, "wrong credentials or organization: check O2_AUTHORIZATION_HEADER"},
 		{"test record 401", func() openobserve.Options {
 			o := options(s.URL())
 			o.Authorization = o2test.BasicAuth("someone@example.com", o2test.DefaultSecret)
 			return o
-		}, record, "wrong credentials: check O2_AUTHORIZATION_HEADER"},
+		}, record, "wrong credentials or organization: check O2_AUTHORIZATION_HEADER"},
 		{"ingest 404", func() openobserve.Options {
 			o := options(s.URL())
 			o.IngestURL = s.URL() + "/api/typo/lambda/_json"
@@ -871,5 +998,58 @@ func TestSplitEventNotSentTwiceAfterAFailure(t *testing.T) {
 	}
 	if strings.Join(parts, "") != text {
 		t.Errorf("the %d stored parts do not reassemble the text (%v)", len(parts), seen)
+	}
+}
+
+// A record nested past OpenObserve's parser limit (serde_json stops at 128
+// levels and refuses the whole request) goes as its JSON text, marked, and
+// its neighbours with it as usual.
+func TestTooDeepRecordGoesAsText(t *testing.T) {
+	s := o2test.Run(t, o2test.Options{})
+	c := openobserve.NewClient(options(s.URL()))
+	deep := strings.Repeat(`{"a":`, 150) + "1" + strings.Repeat("}", 150)
+	evs := append(textEvents(3, time.Now()), telemetry.Event{Time: time.Now(), Type: "function", Record: json.RawMessage(deep)})
+	res, rest, err := c.Send(t.Context(), evs)
+	if err != nil || rest != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if res.Successful != 4 {
+		t.Errorf("result = %+v, want all 4 stored", res)
+	}
+	var marked int
+	for _, r := range s.StreamRecords("default", "lambda") {
+		if r["record_as_text"] == true {
+			marked++
+			if txt, _ := r["record"].(string); txt != deep {
+				t.Errorf("record as text = %.40q..., want the record's JSON", txt)
+			}
+		}
+	}
+	if marked != 1 {
+		t.Errorf("%d records marked record_as_text, want 1", marked)
+	}
+}
+
+// JSON logs whose field types vary: OpenObserve refuses a value its
+// column cannot take; the client counts it as a type conflict and keeps
+// OpenObserve's words, which name the field and the type.
+func TestTypeConflictsAreCounted(t *testing.T) {
+	s := o2test.Run(t, o2test.Options{})
+	c := openobserve.NewClient(options(s.URL()))
+	ev := func(rec string) telemetry.Event {
+		return telemetry.Event{Time: time.Now(), Type: "function", Record: json.RawMessage(rec)}
+	}
+	if _, _, err := c.Send(t.Context(), []telemetry.Event{ev(`{"orderId":123,"message":"a"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	res, rest, err := c.Send(t.Context(), []telemetry.Event{ev(`{"orderId":"A-17","message":"b"}`), ev(`{"orderId":18,"message":"c"}`)})
+	if err != nil || rest != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if res.Successful != 1 || res.Failed != 1 || res.TypeConflicts != 1 {
+		t.Errorf("result = %+v, want 1 stored, 1 failed as a type conflict", res)
+	}
+	if !strings.Contains(res.Error, "Failed to cast record_orderid to type Int64") {
+		t.Errorf("Error = %q, want the field and the type named", res.Error)
 	}
 }

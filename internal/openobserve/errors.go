@@ -63,12 +63,54 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("HTTP %d: %s", e.Code, e.Message)
 }
 
+// transient400 are the messages of OpenObserve's 400s that describe its own
+// state, not the data: the data is good and is kept, and sent again slowly
+// (openobserve-api.md §8; src/core/src/ingestion/mod.rs lines 329-372 at
+// fbab9b80).
+var transient400 = []string{"not an ingester", "quota exceeded", "is being deleted"}
+
+// Transient reports a 400 about OpenObserve's state (a node that is not an
+// ingester, an organization over its quota, a stream being deleted).
+func (e *StatusError) Transient() bool {
+	if e.Code != http.StatusBadRequest {
+		return false
+	}
+	msg := strings.ToLower(e.Message)
+	for _, t := range transient400 {
+		if strings.Contains(msg, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// Permanent reports a refusal that sending the same records again cannot
+// change: a 400 that is not Transient.
+func (e *StatusError) Permanent() bool {
+	return e.Code == http.StatusBadRequest && !e.Transient()
+}
+
+// unparsable reports a 400 for a body OpenObserve's JSON parser refused
+// ("SerdeJsonError# ...", openobserve-api.md §6.2): with our encoder that
+// means one record nested past serde_json's 128 levels, so splitting the
+// batch isolates it.
+func (e *StatusError) unparsable() bool {
+	return e.Code == http.StatusBadRequest && strings.HasPrefix(e.Message, "SerdeJsonError")
+}
+
 // IsPermanent reports whether err means the data itself was refused (HTTP
-// 400): retrying or keeping it will not help, so the caller drops and counts
-// it.
+// 400, but not a Transient one): retrying or keeping it will not help, so
+// the caller drops and counts it.
 func IsPermanent(err error) bool {
 	se, ok := errors.AsType[*StatusError](err)
-	return ok && se.Code == http.StatusBadRequest
+	return ok && se.Permanent()
+}
+
+// IsTransient reports a 400 about OpenObserve's state: keep the data and
+// send it again later, slowly.
+func IsTransient(err error) bool {
+	se, ok := errors.AsType[*StatusError](err)
+	return ok && se.Transient()
 }
 
 // IsAuth reports whether err means the credentials or the organization are
@@ -139,15 +181,21 @@ func explainStatus(se *StatusError) string {
 	}
 	switch c := se.Code; {
 	case c == http.StatusUnauthorized:
-		return "wrong credentials: check O2_AUTHORIZATION_HEADER (Basic base64(email:token))" + detail
+		return "wrong credentials or organization: check O2_AUTHORIZATION_HEADER (Basic base64(email:token)) and O2_ORGANIZATION_ID (OpenObserve also answers 401 when the organization does not exist, for any user but root)" + detail
 	case c == http.StatusForbidden:
 		return "forbidden: the credentials are valid but may not ingest into this organization (or it is deleted): check O2_ORGANIZATION_ID and the user's role" + detail
 	case c == http.StatusNotFound && se.healthz:
 		return "no /healthz at this endpoint: check O2_ENDPOINT (it must be the OpenObserve base URL, without /api)" + detail
 	case c == http.StatusNotFound:
 		return "unknown organization: check O2_ORGANIZATION_ID" + detail
+	case c == http.StatusBadRequest && se.Transient():
+		return "OpenObserve cannot take data right now (an organization over its quota, a node that is not an ingester, or a stream being deleted); logs are kept and retried slowly" + detail
+	case c == http.StatusBadRequest && se.unparsable():
+		return "a record OpenObserve's JSON parser refused (nested deeper than its 128 levels?); the batch is split to isolate it" + detail
+	case c == http.StatusBadRequest && strings.Contains(se.Message, "Stream name is empty"):
+		return "request refused: O2_STREAM (or O2_TENANT_STREAM) normalises to an empty stream name: use letters, digits or '_'" + detail
 	case c == http.StatusBadRequest:
-		return "request refused: check O2_STREAM (it must not be empty) and the organization's quota" + detail
+		return "request refused as invalid" + detail
 	case c == http.StatusRequestEntityTooLarge:
 		return "batch too large for the server: lower the batch size" + detail
 	case c == http.StatusUnsupportedMediaType:

@@ -27,7 +27,7 @@ func TestExplain(t *testing.T) {
 		want string // prefix
 	}{
 		{"nil", nil, "ok"},
-		{"401", &openobserve.StatusError{Code: 401, Message: "Unauthorized Access"}, "wrong credentials: check O2_AUTHORIZATION_HEADER (Basic base64(email:token))"},
+		{"401", &openobserve.StatusError{Code: 401, Message: "Unauthorized Access"}, "wrong credentials or organization: check O2_AUTHORIZATION_HEADER (Basic base64(email:token)) and O2_ORGANIZATION_ID"},
 		{"403", &openobserve.StatusError{Code: 403}, "forbidden"},
 		{"404", fmt.Errorf("wrapped: %w", &openobserve.StatusError{Code: 404, Message: "Organization not found"}), "unknown organization: check O2_ORGANIZATION_ID"},
 		{"400", &openobserve.StatusError{Code: 400, Message: "Stream name is empty"}, "request refused"},

@@ -80,17 +80,32 @@ func (g *gate) paused(now time.Time) (time.Time, bool) {
 func (g *gate) pause(t time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if t.After(g.pausedUntil) {
+	if t.After(g.pausedUntil) && !g.final {
 		g.pausedUntil = t
 		g.broadcastLocked()
 	}
 }
 
-// setFinal lifts the one-probe limit: at SHUTDOWN every sender tries.
+// slowDown opens the breaker and holds every attempt back until t: the
+// backend answered, but not in a way that another attempt at once would
+// change.
+func (g *gate) slowDown(t time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.streak = max(g.streak, failingStreak)
+	if t.After(g.pausedUntil) && !g.final {
+		g.pausedUntil = t
+	}
+	g.broadcastLocked()
+}
+
+// setFinal lifts the one-probe limit and any pause: at SHUTDOWN there is
+// no later, and one more refusal costs less than the data.
 func (g *gate) setFinal() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.final = true
+	g.pausedUntil = time.Time{}
 	g.broadcastLocked()
 }
 

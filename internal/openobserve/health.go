@@ -78,7 +78,12 @@ func (c *Client) SendTestRecord(ctx context.Context, now time.Time) (time.Durati
 		return d, fmt.Errorf("%w to the test record: %s", ErrUnexpectedReply, c.redact(snippet(reply)))
 	}
 	var res Result
-	c.readReply(reply, 1, &res)
+	if err := c.readReply(reply, 1, &res); err != nil {
+		if errors.Is(err, errStoredNothing) {
+			return d, fmt.Errorf("%w: OpenObserve dropped it silently (column limit of the stream?)", ErrRejected)
+		}
+		return d, err
+	}
 	switch {
 	case res.Failed > 0:
 		return d, fmt.Errorf("%w: OpenObserve refused it: %s", ErrRejected, res.Error)

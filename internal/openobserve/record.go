@@ -25,7 +25,7 @@ const truncMarkerMax = len("…[truncated  bytes]") + 20
 // OpenObserve normalises field names (openobserve-api.md §5.2). A static
 // field that normalises to one of them would silently replace ours in the
 // stream, so it is skipped.
-var reservedKeys = []string{"_timestamp", "type", "record", "requestid", "level", "part", "truncated"}
+var reservedKeys = []string{"_timestamp", "type", "record", "requestid", "level", "part", "truncated", "record_as_text"}
 
 // encoder turns events into OpenObserve records. It is immutable once built
 // and safe for concurrent use.
@@ -170,6 +170,11 @@ func (e *encoder) appendEvent(buf []byte, ends []int, ev *telemetry.Event) ([]by
 		buf = e.appendFlat(buf, ev, raw)
 		return buf, append(ends, len(buf))
 	}
+	if clean && (raw[0] == '{' || raw[0] == '[') && tooDeep(raw, maxDepth) {
+		// OpenObserve's JSON parser refuses the whole request past 128
+		// levels: send this record's text instead, marked.
+		return e.appendTextMarked(buf, ends, ev, string(raw))
+	}
 	if clean && len(raw) <= e.maxRecord {
 		// The common case: the record goes out byte for byte as received.
 		buf = e.appendRecord(buf, ev, raw, "", false)
@@ -197,6 +202,52 @@ func (e *encoder) appendEvent(buf []byte, ends []int, ev *telemetry.Event) ([]by
 	}
 	buf = e.appendRecord(buf, ev, val, "", truncated)
 	return buf, append(ends, len(buf))
+}
+
+// maxDepth is the deepest nesting of a record sent as JSON. serde_json,
+// which OpenObserve parses bodies with, stops at 128 levels and refuses the
+// whole request with 400 (openobserve-api.md §3); the array and the record
+// object add two, and the margin keeps clear of it.
+const maxDepth = 100
+
+// tooDeep reports whether the valid JSON value raw nests arrays and objects
+// more than limit levels deep.
+func tooDeep(raw []byte, limit int) bool {
+	depth, inStr := 0, false
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case inStr && c == '\\':
+			i++
+		case c == '"':
+			inStr = !inStr
+		case inStr:
+		case c == '{' || c == '[':
+			depth++
+			if depth > limit {
+				return true
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return false
+}
+
+// appendTextMarked is appendText for a record that is not text but is sent
+// as its JSON text, with "record_as_text": true so that one can tell.
+func (e *encoder) appendTextMarked(buf []byte, ends []int, ev *telemetry.Event, s string) ([]byte, []int) {
+	first := len(ends)
+	buf, ends = e.appendText(buf, ends, ev, s)
+	// Each record ends with '}': insert the marker before it.
+	for k := first; k < len(ends); k++ {
+		end := ends[k]
+		buf = append(buf[:end-1], append([]byte(`,"record_as_text":true}`), buf[end:]...)...)
+		for j := k; j < len(ends); j++ {
+			ends[j] += len(`,"record_as_text":true`)
+		}
+	}
+	return buf, ends
 }
 
 // appendText appends the record(s) for a text record s, splitting it into

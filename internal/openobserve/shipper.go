@@ -23,14 +23,24 @@ const (
 )
 
 const (
-	// summaryReserve is the time kept at SHUTDOWN for the summary record:
-	// the final drain stops this long before the deadline, whatever is
-	// still queued, so that the summary goes out with the real tally.
+	// At SHUTDOWN, the final drain takes no new batch later than
+	// drainStop before the deadline, lets the requests on the wire finish
+	// until summaryReserve before it, then cuts them (their outcome is
+	// unknown) and sends the summary record alone, with the final tally,
+	// finishing exitMargin before the deadline so that the process exits
+	// in time even on a loaded machine.
+	drainStop      = 450 * time.Millisecond
 	summaryReserve = 300 * time.Millisecond
+	exitMargin     = 50 * time.Millisecond
 	// authPause is how long every send waits after OpenObserve refused the
 	// credentials or the organization: the data is kept, and asking again
 	// at once would only repeat the refusal.
 	authPause = 2 * time.Second
+	// slowRetry is the pause after a reply that is not OpenObserve's, or a
+	// 400 about OpenObserve's own state (quota, a node that is not an
+	// ingester, a stream being deleted): sending again at once would only
+	// get the same answer.
+	slowRetry = 5 * time.Second
 	// warnEvery bounds the extension's own warnings to one per kind per
 	// period (with a count of the repeats): every line it prints comes back
 	// to it as telemetry.
@@ -77,6 +87,12 @@ func (st *shipState) begin() bool {
 	}
 	st.waiting = false
 	return true
+}
+
+func (st *shipState) isWaiting() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.waiting
 }
 
 func (st *shipState) wait() {
@@ -318,6 +334,10 @@ func (s *Shipper) ship(evs []telemetry.Event) {
 	}
 	res, rest, err := s.c.sendRouted(ctx, evs, settle)
 	s.c.stats.add(res, err)
+	if errors.Is(context.Cause(ctx), errShutdown) && !st.isWaiting() {
+		// Cut on the wire: OpenObserve may have stored them.
+		s.c.stats.cut(len(rest))
+	}
 	s.report(ctx, res, err, rest)
 	settle()
 	s.mu.Lock()
@@ -337,8 +357,18 @@ func (s *Shipper) ship(evs []telemetry.Event) {
 func (s *Shipper) report(ctx context.Context, res Result, err error, rest []telemetry.Event) {
 	now := time.Now()
 	if res.Failed > 0 || res.Missing > 0 {
-		s.warnings.warn(s.log, now, "not stored", logrus.Fields{"failed": res.Failed, "silently_dropped": res.Missing, "openobserve_error": res.Error},
-			"OpenObserve did not store every record")
+		msg := "OpenObserve did not store every record"
+		if res.TypeConflicts > 0 {
+			msg += ": a field's value could not be cast to the type its column already has (" + res.Error + "); give that field one type, or rename it"
+		}
+		s.warnings.warn(s.log, now, "not stored", logrus.Fields{"failed": res.Failed, "silently_dropped": res.Missing, "type_conflicts": res.TypeConflicts, "openobserve_error": res.Error}, msg)
+	}
+	if res.AsText > 0 {
+		s.warnings.warn(s.log, now, "as text", logrus.Fields{"records": res.AsText},
+			"records with too many fields for the stream's column limit were sent with their record as one string (record_as_text=true)")
+	}
+	if res.Rejected > 0 {
+		s.c.stats.reject(res.Rejected)
 	}
 	switch {
 	case err == nil:
@@ -347,6 +377,13 @@ func (s *Shipper) report(ctx context.Context, res Result, err error, rest []tele
 		s.c.stats.reject(len(rest))
 		s.warnings.error(s.log, now, "rejected", logrus.Fields{"records": len(rest)},
 			"OpenObserve refused a batch as invalid; it was dropped: "+Explain(err))
+	case errors.Is(err, ErrUnexpectedReply), IsTransient(err):
+		// What was stored is unknown, or OpenObserve cannot take data now:
+		// keep it, and try again slowly.
+		s.keep(rest)
+		s.c.gate.slowDown(now.Add(slowRetry))
+		s.warnings.warn(s.log, now, "unexpected", logrus.Fields{"records": len(rest)},
+			"data is kept and retried slowly: "+Explain(err))
 	case IsAuth(err):
 		s.keep(rest)
 		s.c.gate.pause(now.Add(authPause))
@@ -444,9 +481,10 @@ func (s *Shipper) Flush(ctx context.Context) error {
 }
 
 // Shutdown drains the buffer with every request slot, newest records first,
-// until summaryReserve before ctx's deadline; then it cuts what is still in
-// flight, sends the records summary returns (the extension's final tally,
-// built once the drain is over), and returns. Records still buffered then
+// until drainStop before ctx's deadline, lets the requests on the wire
+// finish until summaryReserve before it, then cuts them, sends the records
+// summary returns (the extension's final tally, built once the drain is
+// over), and returns exitMargin before the deadline. Records still buffered then
 // are lost, and logged. It is safe to call more than once: later calls
 // wait for the first, within their own ctx.
 func (s *Shipper) Shutdown(ctx context.Context, summary func() []telemetry.Event) error {
@@ -470,7 +508,9 @@ func (s *Shipper) shutdown(ctx context.Context, summary func() []telemetry.Event
 		ctx, cancel = context.WithDeadline(ctx, end)
 		defer cancel()
 	}
-	reserve := min(summaryReserve, time.Until(end)/3)
+	// On a short budget the phases shrink in proportion.
+	scale := func(d time.Duration) time.Duration { return min(d, time.Until(end)*d/(2*drainStop)) }
+	stop, reserve, margin := scale(drainStop), scale(summaryReserve), scale(exitMargin)
 	s.mu.Lock()
 	s.final = true
 	ships := make([]*shipState, 0, len(s.ships))
@@ -487,13 +527,18 @@ func (s *Shipper) shutdown(ctx context.Context, summary func() []telemetry.Event
 	}
 	s.poke()
 
-	dctx, cancel := context.WithDeadline(ctx, end.Add(-reserve))
+	dctx, cancel := context.WithDeadline(ctx, end.Add(-stop))
 	s.waitIdle(dctx)
 	cancel()
-	close(s.quit)
-	s.cancel(errShutdown) // requests still in flight are cut; their records kept
+	close(s.quit) // no new batch
+	wctx, cancel := context.WithDeadline(ctx, end.Add(-reserve))
+	s.waitIdle(wctx)
+	cancel()
+	s.cancel(errShutdown) // requests still on the wire are cut; their records kept
 	s.wg.Wait()
 
+	ctx, cancel = context.WithDeadline(ctx, end.Add(-margin))
+	defer cancel()
 	if summary != nil {
 		evs := summary()
 		res, _, err := s.c.sendRouted(ctx, evs, nil)
@@ -507,12 +552,18 @@ func (s *Shipper) shutdown(ctx context.Context, summary func() []telemetry.Event
 	}
 }
 
-// waitIdle returns when the buffer is empty and nothing is in flight, or
-// when ctx ends.
+// waitIdle returns when nothing is in flight and, until the dispatcher
+// stops, the buffer is empty; or when ctx ends.
 func (s *Shipper) waitIdle(ctx context.Context) {
 	for {
 		s.mu.Lock()
-		idle := s.buf.Len() == 0 && s.inFlight == 0
+		stopped := false
+		select {
+		case <-s.quit:
+			stopped = true
+		default:
+		}
+		idle := (stopped || s.buf.Len() == 0) && s.inFlight == 0
 		ch := s.changed
 		s.mu.Unlock()
 		if idle {
@@ -541,6 +592,12 @@ type Stats struct {
 	Failed          uint64 `json:"failed"`          // records OpenObserve refused, or too large for it
 	Missing         uint64 `json:"silentlyDropped"` // records OpenObserve dropped without a word
 	Rejected        uint64 `json:"rejected"`        // records dropped after a 400
+	TypeConflicts   uint64 `json:"typeConflicts"`   // of Failed: a value not castable to its column's type
+	AsText          uint64 `json:"recordsAsText"`   // sent with their record as one string (column limit)
+	// CutAtShutdown counts records whose request was on the wire when the
+	// SHUTDOWN deadline cut it: OpenObserve may or may not have stored
+	// them. They are among BufferedRecords (not sent again).
+	CutAtShutdown uint64 `json:"cutAtShutdown"`
 	Requests        uint64 `json:"requests"`        // HTTP attempts
 	Bytes           uint64 `json:"bytesSent"`       // body bytes on the wire
 	SendErrors      uint64 `json:"sendErrors"`      // sends that failed after their retries
@@ -561,11 +618,19 @@ func (st *stats) add(r Result, err error) {
 	st.s.Delivered += uint64(r.Successful)
 	st.s.Failed += uint64(r.Failed + r.Dropped)
 	st.s.Missing += uint64(r.Missing)
+	st.s.TypeConflicts += uint64(r.TypeConflicts)
+	st.s.AsText += uint64(r.AsText)
 	st.s.Requests += uint64(r.Requests)
 	st.s.Bytes += uint64(r.Bytes)
 	if err != nil {
 		st.s.SendErrors++
 	}
+}
+
+func (st *stats) cut(n int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.s.CutAtShutdown += uint64(n)
 }
 
 func (st *stats) reject(n int) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -403,3 +404,56 @@ func TestShipperShutdownAfterAnOutage(t *testing.T) {
 		}
 	})
 }
+
+// A reply that is not OpenObserve's, or a 400 about its own state, keeps
+// the data, holds no invocation, and tries again slowly: after the pause,
+// not at once.
+func TestShipperSlowRetryKeepsTheData(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		status int
+		body   string
+	}{
+		{"html from a proxy", 200, "<html>ok</html>"},
+		{"quota exceeded", 400, `{"code":400,"message":"Error# Quota exceeded for this organization [default]"}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s, o := inProcess(o2test.Options{})
+				var mu sync.Mutex
+				bad := 1
+				real := o.Transport
+				o.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					if bad > 0 {
+						bad--
+						_ = r.Body.Close()
+						return &http.Response{StatusCode: tt.status, Header: http.Header{}, Request: r, Body: io.NopCloser(strings.NewReader(tt.body))}, nil
+					}
+					return real.RoundTrip(r)
+				})
+				buf := telemetry.NewBuffer(1 << 20)
+				sp := openobserve.NewShipper(openobserve.NewClient(o), buf, openobserve.ShipperOptions{})
+				defer func() { _ = sp.Shutdown(context.Background(), nil) }()
+				evs := lines("q", 10)
+				buf.Add(evs...)
+				if err := sp.Flush(t.Context()); !errors.Is(err, openobserve.ErrFailing) {
+					t.Fatalf("flush: err = %v, want ErrFailing", err)
+				}
+				time.Sleep(4900 * time.Millisecond)
+				synctest.Wait()
+				if n := len(s.StreamRecords("default", "lambda")); n != 0 {
+					t.Fatalf("%d records stored before the 5 s pause ended", n)
+				}
+				time.Sleep(200 * time.Millisecond)
+				synctest.Wait()
+				exactlyOnce(t, s, evs)
+			})
+		})
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

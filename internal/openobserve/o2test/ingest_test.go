@@ -210,3 +210,40 @@ func TestReplyShape(t *testing.T) {
 		})
 	}
 }
+
+// A value that a stream's column cannot take counts as failed with
+// OpenObserve's message, whatever request it comes in; the others are
+// stored.
+func TestTypeConflicts(t *testing.T) {
+	s := New(Options{})
+	post := func(body string) reply {
+		t.Helper()
+		v, err := parseJSON([]byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := s.ingest(v, time.Now())
+		s.checkTypes("default/lambda", &res)
+		return reply{successful: res.successful, failed: res.failed, body: []byte(res.lastErr)}
+	}
+	if r := post(`[{"n":1,"b":true,"s":"x"}]`); r.successful != 1 {
+		t.Fatalf("first record: %+v", r)
+	}
+	tests := []struct {
+		body      string
+		ok, fails int
+		err       string
+	}{
+		{`[{"n":"12"}]`, 1, 0, ""}, // a numeric string casts to Int64
+		{`[{"n":"twelve"}]`, 0, 1, "Failed to cast n to type Int64 "},
+		{`[{"b":"maybe"},{"b":1}]`, 1, 1, "Failed to cast b to type Boolean "},
+		{`[{"s":5}]`, 1, 0, ""},                 // anything goes into Utf8
+		{`[{"new":"x"},{"new":"y"}]`, 2, 0, ""}, // a new field widens the schema
+	}
+	for _, tt := range tests {
+		r := post(tt.body)
+		if r.successful != tt.ok || r.failed != tt.fails || string(r.body) != tt.err {
+			t.Errorf("%s: %d stored, %d failed, error %q; want %d, %d, %q", tt.body, r.successful, r.failed, r.body, tt.ok, tt.fails, tt.err)
+		}
+	}
+}

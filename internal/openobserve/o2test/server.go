@@ -10,6 +10,7 @@
 package o2test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -96,6 +97,13 @@ type Fault struct {
 	// Hang never answers; the handler holds until the client gives up (its
 	// context or timeout) or Close.
 	Hang bool
+	// Message, with Status, is the "message" of the JSON error body
+	// (default: the status text), e.g. OpenObserve's
+	// "Error# Quota exceeded for this organization [default]".
+	Message string
+	// Body, when set, is answered as is with Status (default 200) and
+	// nothing is stored: a proxy's page, or another service at the path.
+	Body string
 }
 
 // Request is one request the stand-in received (any path), with its decoded
@@ -159,8 +167,12 @@ type Server struct {
 	recs      []Record
 	faults    []Fault
 	faultFunc func(n int, r *http.Request) *Fault
+	bodyFault func(body []byte) *Fault
 	latency   time.Duration
 	calls     int // `_json` requests seen since New or Reset
+	// schemas are the column types of each org/stream, from the first
+	// value each field was stored with.
+	schemas map[string]map[string]string
 	// changed is closed and replaced whenever the log changes, to wake Wait.
 	changed chan struct{}
 	// inflight counts running handlers; idle is closed when it drops to 0
@@ -315,6 +327,15 @@ func (s *Server) SetFaultFunc(f func(n int, r *http.Request) *Fault) {
 	s.faultFunc = f
 }
 
+// SetBodyFaultFunc sets a fault chosen from a `_json` request's decoded
+// body, for requests that no other fault took (nil: none): e.g. the 400
+// OpenObserve answers to a body holding one record its parser refuses.
+func (s *Server) SetBodyFaultFunc(f func(body []byte) *Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bodyFault = f
+}
+
 // SetLatency sets a delay added to every `_json` request (on top of any
 // Fault.Delay).
 func (s *Server) SetLatency(d time.Duration) {
@@ -378,6 +399,7 @@ func (s *Server) Reset() {
 	defer s.mu.Unlock()
 	s.reqs, s.recs, s.faults = nil, nil, nil
 	s.faultFunc, s.latency, s.calls = nil, 0, 0
+	s.schemas, s.bodyFault = nil, nil
 	s.notifyLocked()
 }
 
@@ -527,6 +549,14 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request, e *Request, r
 		e.Records = countRecords(b.data)
 	}
 	s.logRequest(e)
+	if f == nil && b.err == nil {
+		s.mu.Lock()
+		bf := s.bodyFault
+		s.mu.Unlock()
+		if bf != nil {
+			f = bf(b.data)
+		}
+	}
 
 	if !s.pause(r.Context(), delay) {
 		s.abandon(w, r)
@@ -547,14 +577,17 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request, e *Request, r
 			s.finish(e, 0, 0, 0)
 			abort(w, true)
 			return
+		case f.Body != "":
+			status := cmp.Or(f.Status, http.StatusOK)
+			s.finish(e, status, 0, 0)
+			w.WriteHeader(status)
+			_, _ = w.Write([]byte(f.Body))
+			return
 		case f.Status != 0:
 			if f.RetryAfter != "" {
 				w.Header().Set("Retry-After", f.RetryAfter)
 			}
-			msg := http.StatusText(f.Status)
-			if msg == "" {
-				msg = "injected fault"
-			}
+			msg := cmp.Or(f.Message, http.StatusText(f.Status), "injected fault")
 			s.finish(e, f.Status, 0, 0)
 			writeJSON(w, f.Status, errorBody{Code: f.Status, Message: msg})
 			return
@@ -703,6 +736,7 @@ func (s *Server) process(r *http.Request, rawOrg, rawStream string, b bodyResult
 		return jsonReply(http.StatusBadRequest, errorBody{Code: 400, Message: "SerdeJsonError# " + err.Error()})
 	}
 	res := s.ingest(v, s.now())
+	s.checkTypes(org+"/"+name, &res)
 	st := streamStatus{Name: name, Successful: res.successful, Failed: res.failed, Error: res.lastErr}
 	rep := jsonReply(http.StatusOK, ingestReply{Code: 200, Status: []streamStatus{st}})
 	rep.successful, rep.failed = res.successful, res.failed
@@ -710,6 +744,41 @@ func (s *Server) process(r *http.Request, rawOrg, rawStream string, b bodyResult
 		rep.stored = append(rep.stored, Record{Org: org, Stream: name, Fields: f})
 	}
 	return rep
+}
+
+// checkTypes fails the records of res whose values the stream's columns
+// cannot take, as write_logs does (src/core/src/logs/mod.rs lines 386-420 at
+// fbab9b80: each counts as failed, and the error is the last one's), and
+// records the types of new fields. OpenObserve infers the types of a
+// batch's new fields before writing; here the first record to carry a
+// field decides, which is the same for batches whose records agree.
+func (s *Server) checkTypes(stream string, res *ingestResult) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.schemas == nil {
+		s.schemas = map[string]map[string]string{}
+	}
+	cols := s.schemas[stream]
+	if cols == nil {
+		cols = map[string]string{}
+		s.schemas[stream] = cols
+	}
+	kept := res.records[:0]
+	for _, rec := range res.records {
+		if msg := castErrors(cols, rec); msg != "" {
+			res.successful--
+			res.failed++
+			res.lastErr = msg
+			continue
+		}
+		for k, v := range rec {
+			if _, ok := cols[k]; !ok && k != "_timestamp" {
+				cols[k] = columnType(v)
+			}
+		}
+		kept = append(kept, rec)
+	}
+	res.records = kept
 }
 
 // unescapeSegment decodes one path segment; axum's Path extractor refuses
