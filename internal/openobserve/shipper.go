@@ -588,20 +588,20 @@ func (s *Shipper) Stats() Stats {
 // Stats counts what a client delivered over its life. Its JSON form is the
 // summary record's delivery fields.
 type Stats struct {
-	Delivered       uint64 `json:"delivered"`       // records OpenObserve stored
-	Failed          uint64 `json:"failed"`          // records OpenObserve refused, or too large for it
-	Missing         uint64 `json:"silentlyDropped"` // records OpenObserve dropped without a word
-	Rejected        uint64 `json:"rejected"`        // records dropped after a 400
-	TypeConflicts   uint64 `json:"typeConflicts"`   // of Failed: a value not castable to its column's type
-	AsText          uint64 `json:"recordsAsText"`   // sent with their record as one string (column limit)
+	Delivered     uint64 `json:"delivered"`       // records OpenObserve stored
+	Failed        uint64 `json:"failed"`          // records OpenObserve refused, or too large for it
+	Missing       uint64 `json:"silentlyDropped"` // records OpenObserve dropped without a word
+	Rejected      uint64 `json:"rejected"`        // records dropped after a 400
+	TypeConflicts uint64 `json:"typeConflicts"`   // of Failed: a value not castable to its column's type
+	AsText        uint64 `json:"recordsAsText"`   // sent with their record as one string (column limit)
 	// CutAtShutdown counts records whose request was on the wire when the
 	// SHUTDOWN deadline cut it: OpenObserve may or may not have stored
 	// them. They are among BufferedRecords (not sent again).
-	CutAtShutdown uint64 `json:"cutAtShutdown"`
-	Requests        uint64 `json:"requests"`        // HTTP attempts
-	Bytes           uint64 `json:"bytesSent"`       // body bytes on the wire
-	SendErrors      uint64 `json:"sendErrors"`      // sends that failed after their retries
-	DroppedRecords  uint64 `json:"droppedRecords"`  // dropped from the full buffer
+	CutAtShutdown   uint64 `json:"cutAtShutdown"`
+	Requests        uint64 `json:"requests"`       // HTTP attempts
+	Bytes           uint64 `json:"bytesSent"`      // body bytes on the wire
+	SendErrors      uint64 `json:"sendErrors"`     // sends that failed after their retries
+	DroppedRecords  uint64 `json:"droppedRecords"` // dropped from the full buffer
 	DroppedBytes    uint64 `json:"droppedBytes"`
 	BufferedRecords int    `json:"bufferedRecords"` // still buffered
 }
