@@ -317,6 +317,25 @@ func mxCheckKept(t *testing.T, h *harness) {
 	}
 }
 
+// mxCheckLogVolume fails if a failure burst of about span made the
+// extension print more warnings than one per kind per 10 s (every line it
+// prints comes back to it as telemetry): the outage row once logged 58.
+func mxCheckLogVolume(t *testing.T, h *harness, span time.Duration) {
+	t.Helper()
+	kinds := map[string]int{}
+	for l := range strings.SplitSeq(h.p.Output(), "\n") {
+		if strings.Contains(l, "level=warning") || strings.Contains(l, "level=error") {
+			msg, _, _ := strings.Cut(l[strings.Index(l, "msg=")+4:], ":")
+			kinds[msg]++
+		}
+	}
+	for k, n := range kinds {
+		if most := int(span/(10*time.Second)) + 2; n > most {
+			t.Errorf("%d warnings %s over about %v, want at most %d (one per 10 s per kind)", n, k, span, most)
+		}
+	}
+}
+
 // mxResumeBound is how soon after the backend's recovery sending must
 // resume: the probe interval (O2_MAX_RETRY_DELAY_MS, 1 s) plus a margin
 // for a loaded machine.
@@ -361,6 +380,7 @@ func mxOutageContinuous(t *testing.T, name string) mxRow {
 	}
 	mxCheckKept(t, h)
 	mxCheckResumed(t, h, to)
+	mxCheckLogVolume(t, h, 15*time.Second)
 	if !strings.Contains(h.p.Output(), "flush mode: continuous") {
 		t.Errorf("never switched to continuous:\n%s", tail(h.p.Output()))
 	}
