@@ -33,6 +33,8 @@ type mxRow struct {
 	delivered, lost, dup int
 	worst, p50           time.Duration // post-runtime overhead (the hold of /next)
 	e2eP50, e2eP99       time.Duration // printed by the function to received by OpenObserve
+	rssMB                float64       // the extension's peak resident memory
+	cpuPerLine           time.Duration // the extension's CPU time over the lines printed
 	requests             int           // `_json` requests the stand-in got
 	// expectedLoss marks rows where OpenObserve (or the buffer bound)
 	// loses lines by design; measured is set once the row has run.
@@ -101,8 +103,8 @@ func TestFaultMatrix(t *testing.T) {
 // mxTable renders the rows that ran as a Markdown table.
 func mxTable(rows []mxRow) string {
 	var b strings.Builder
-	b.WriteString("| scenario | invocations | lines | delivered | lost | duplicated | worst hold | p50 hold | end-to-end p50 | end-to-end p99 | requests |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| scenario | invocations | lines | delivered | lost | duplicated | worst hold | p50 hold | end-to-end p50 | end-to-end p99 | requests | peak RSS | CPU per line |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
 		if !r.measured {
 			continue // filtered out by -run, or failed before measuring
@@ -111,10 +113,11 @@ func mxTable(rows []mxRow) string {
 		if r.expectedLoss {
 			lost += " (by design)"
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %s | %d | %v | %v | %v | %v | %d |\n",
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %s | %d | %v | %v | %v | %v | %d | %.1f MB | %v |\n",
 			r.scenario, r.invocations, r.lines, r.delivered, lost, r.dup,
 			r.worst.Round(time.Millisecond), r.p50.Round(time.Millisecond),
-			r.e2eP50.Round(time.Millisecond), r.e2eP99.Round(time.Millisecond), r.requests)
+			r.e2eP50.Round(time.Millisecond), r.e2eP99.Round(time.Millisecond), r.requests,
+			r.rssMB, r.cpuPerLine.Round(100*time.Nanosecond))
 	}
 	return b.String()
 }
@@ -161,6 +164,11 @@ func mxMeasure(t *testing.T, h *harness, name, marker string, want []string, inv
 		r.p50 = d[(len(d)+1)/2-1] // nearest rank
 	}
 	r.e2eP50, r.e2eP99 = mxEndToEnd(h, marker)
+	st := h.p.Stats()
+	r.rssMB = float64(st.PeakRSSBytes) / (1 << 20)
+	if len(want) > 0 {
+		r.cpuPerLine = time.Duration(st.CPUSeconds * float64(time.Second) / float64(len(want)))
+	}
 	return r
 }
 
