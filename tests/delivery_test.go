@@ -3,6 +3,8 @@ package tests
 import (
 	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -282,4 +284,45 @@ func mxQuota400Busy(t *testing.T, name string) mxRow {
 		h.o2.SetFaultFunc(mxEvery(func(n int) bool { return n%20 == 7 },
 			o2test.Fault{Status: http.StatusBadRequest, Message: "Error# Quota exceeded for this organization [default]"}))
 	})
+}
+
+// BenchmarkEndOfInvocationOwnHold measures the extension's own share of an
+// end-of-invocation hold against the local stand-in: from
+// platform.runtimeDone reaching its listener to its /next, the flush of
+// the invocation's 50 lines included (the Telemetry API's own buffering
+// before that is Lambda's). The extension logs it at debug for each
+// invocation.
+//
+//	go test -run '^$' -bench EndOfInvocationOwnHold ./tests/
+func BenchmarkEndOfInvocationOwnHold(b *testing.B) {
+	for b.Loop() {
+		o2 := o2test.Run(b, o2test.Options{})
+		lo := lambdatest.Options{Extensions: []string{binary}, Env: append(o2Env(o2), "O2_FLUSH_STRATEGY=end", "O2_LOG_LEVEL=debug")}
+		p, err := lambdatest.Start(b.Context(), lo)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.Run(b.Context(), lambdatest.Scenario{Invocations: 50, Gap: 20 * time.Millisecond, Lines: 50, LineSize: 120, Duration: 5 * time.Millisecond, Marker: "own"}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.Shutdown(b.Context(), "spindown"); err != nil {
+			b.Fatal(err)
+		}
+		out := p.Output()
+		p.Close()
+		var own []time.Duration
+		for l := range strings.SplitSeq(out, "\n") {
+			if _, v, ok := strings.Cut(l, "own_hold_us="); ok {
+				v, _, _ = strings.Cut(v, " ")
+				us, _ := strconv.Atoi(v)
+				own = append(own, time.Duration(us)*time.Microsecond)
+			}
+		}
+		if len(own) == 0 {
+			b.Fatalf("no own_hold_us in the extension's debug log\n%s", tail(out))
+		}
+		slices.Sort(own)
+		b.ReportMetric(float64(own[len(own)/2].Microseconds())/1000, "own-hold-p50-ms")
+		b.ReportMetric(float64(own[len(own)*99/100].Microseconds())/1000, "own-hold-p99-ms")
+	}
 }

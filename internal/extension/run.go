@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/o2-extension/o2-extension/internal/strategy"
@@ -116,6 +117,9 @@ type ext struct {
 	invocations int
 	lastRequest string
 	warnedAt    time.Time
+	// doneAt is when the last platform.runtimeDone reached the listener
+	// (unix ns): the start of the extension's own share of a hold.
+	doneAt atomic.Int64
 }
 
 // Run registers the extension and runs its lifecycle until SHUTDOWN (nil
@@ -237,6 +241,7 @@ func (e *ext) onEvent(ev *telemetry.Event) {
 	case "platform.start":
 		e.tracker.mark(ev.RequestID, stageStart)
 	case "platform.runtimeDone":
+		e.doneAt.Store(time.Now().UnixNano())
 		e.tracker.mark(ev.RequestID, stageDone)
 		e.sel.End(time.Now(), ev.RequestID)
 	case "platform.report":
@@ -289,7 +294,13 @@ func (e *ext) invoke(ctx context.Context, ev Event) {
 	}
 	fctx, cancel := context.WithDeadline(ctx, budget)
 	defer cancel()
-	if err := e.delivery.Flush(fctx); err != nil {
+	err := e.delivery.Flush(fctx)
+	if e.log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+		own := time.Since(time.Unix(0, e.doneAt.Load()))
+		e.log.WithFields(logrus.Fields{"requestId": ev.RequestID, "own_hold_us": own.Microseconds()}).
+			Debug("end of invocation: /next after the flush")
+	}
+	if err != nil {
 		// The rest goes in the background, after the thaw; it is not lost,
 		// only later.
 		if errors.Is(err, context.DeadlineExceeded) {
