@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -42,4 +43,26 @@ func BenchmarkDecodeBatch(b *testing.B) {
 			b.Fatalf("decoded %d events, want 1000", len(evs))
 		}
 	}
+}
+
+// BenchmarkValid compares the listener's validator with json.Valid on a
+// body of 1,000 text lines.
+func BenchmarkValid(b *testing.B) {
+	body := []byte(`[` + strings.Repeat(`{"time":"2025-06-01T08:00:00.000Z","type":"function","record":"2025-06-01T08:00:00.000Z\t0c1f9a52-7d1e-4b8e-9a64-2f3c5d7e9b10\tINFO\tline 0001 ..................................................................."},`, 999) + `{"a":1}]`)
+	b.Run("mine", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			if !valid(body) {
+				b.Fatal()
+			}
+		}
+	})
+	b.Run("json", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			if !json.Valid(body) {
+				b.Fatal()
+			}
+		}
+	})
 }

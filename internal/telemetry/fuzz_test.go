@@ -129,3 +129,15 @@ func FuzzScanMatchesDecoder(f *testing.F) {
 		}
 	})
 }
+
+// FuzzValid holds the listener's validator to json.Valid.
+func FuzzValid(f *testing.F) {
+	for _, s := range []string{`[]`, ` {"a":[1,-0.5e+7,true,false,null,"\u00e9\n"]} `, `[1,]`, `{"a" 1}`, `"\x01"`, `01`, `1.`, `-`, `[` + "\xff" + `]`, `"` + "\xff" + `"`, `"\ud800"`, `1e`, `[1 2]`, "\t\n\r 5"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := valid(b), json.Valid(b); got != want {
+			t.Fatalf("valid(%q) = %v, json.Valid %v", b, got, want)
+		}
+	})
+}

@@ -256,7 +256,7 @@ func (l *Listener) countLambdaDrop(record []byte) {
 // request id of the invocation in progress across batches: it is set by
 // platform.start and used for records that carry no requestId.
 func DecodeBatch(body []byte, now func() time.Time, current *string, malformed func()) []Event {
-	if json.Valid(body) {
+	if valid(body) {
 		out := make([]Event, 0, len(body)/256+1)
 		if scanBatch(body, func(w wireEvent, err error) {
 			if err != nil {

@@ -21,8 +21,7 @@ import (
 // errSlowPath marks an element the scan leaves to json.Unmarshal.
 var errSlowPath = errors.New("telemetry: element needs the slow path")
 
-// scanBatch decodes a body that json.Valid accepted and that starts with
-// '['. The events' Time and Record alias the body. It returns false if the body is not an array (then the caller's
+// scanBatch decodes a body that valid accepted. The events' Time and Record alias the body. It returns false if the body is not an array (then the caller's
 // general path reports it).
 func scanBatch(body []byte, emit func(wireEvent, error)) bool {
 	i := skipSpace(body, 0)
