@@ -2,6 +2,7 @@ package tests
 
 import (
 	"fmt"
+	"os"
 	"net/http"
 	"slices"
 	"strconv"
@@ -38,7 +39,7 @@ func mxEvery(pick func(n int) bool, f o2test.Fault) func(int, *http.Request) *o2
 // mxBusyRow runs the busy function against the stand-in as set up by
 // setup, with the extension's defaults, and expects every line once.
 func mxBusyRow(t *testing.T, name, marker string, setup func(h *harness)) mxRow {
-	h := start(t, lambdatest.Options{}, true)
+	h := start(t, lambdatest.Options{}, true, mxExtraEnv()...)
 	setup(h)
 	rep := mxRun(t, h, mxBusy(marker))
 	h.shutdown()
@@ -117,12 +118,12 @@ func mxFaults30Sporadic(t *testing.T, name string) mxRow {
 }
 
 // One 40 s invocation printing 10 lines a second, with the default
-// settings: lines stream while it runs, each within about the 1 s linger
+// settings: lines stream while it runs, each within about the 500 ms linger
 // (the issue measured a p99 of 9.7 s before, when lines waited for a batch
 // of 100).
 func mxLongInvocation(t *testing.T, name string) mxRow {
 	const duration = 40 * time.Second
-	h := start(t, lambdatest.Options{FunctionTimeout: duration + 20*time.Second}, true)
+	h := start(t, lambdatest.Options{FunctionTimeout: duration + 20*time.Second}, true, mxExtraEnv()...)
 	lines := make([]string, 400)
 	for i := range lines {
 		lines[i] = lambdatest.ScenarioLine("mx-long", 0, i, 120)
@@ -326,3 +327,9 @@ func BenchmarkEndOfInvocationOwnHold(b *testing.B) {
 		b.ReportMetric(float64(own[len(own)*99/100].Microseconds())/1000, "own-hold-p99-ms")
 	}
 }
+
+// mxExtraEnv is O2_MATRIX_ENV split on spaces: settings to try on the
+// rows that run with the defaults, to compare them by hand, e.g.
+//
+//	O2_MATRIX_ENV=O2_FLUSH_INTERVAL_MS=500 O2_FAULT_MATRIX_OUT=/tmp/m.md go test -run TestFaultMatrix ./tests/
+func mxExtraEnv() []string { return strings.Fields(os.Getenv("O2_MATRIX_ENV")) }

@@ -82,7 +82,7 @@ func Default() Config {
 		BatchSize:              1000,
 		MaxBatchBytes:          1 * mib,
 		MaxRecordBytes:         defaultMaxRecordBytes,
-		FlushInterval:          1000 * time.Millisecond,
+		FlushInterval:          500 * time.Millisecond,
 		MaxInFlight:            4,
 		MaxBufferBytes:         10 * mib,
 		RequestTimeout:         30000 * time.Millisecond,

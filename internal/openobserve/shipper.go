@@ -19,7 +19,7 @@ const (
 	// while one failed request never stalls the rest.
 	DefaultInFlight   = 4
 	DefaultBatchCount = 1000
-	DefaultLinger     = time.Second
+	DefaultLinger     = 500 * time.Millisecond
 )
 
 const (
@@ -130,7 +130,7 @@ type ShipperOptions struct {
 	BatchCount int
 	// Linger is the most a record waits in the buffer, while the process
 	// runs, before it is sent even though its batch is not full (default
-	// 1 s). The sandbox is thawed while an invocation runs, and a send then
+	// 500 ms). The sandbox is thawed while an invocation runs, and a send then
 	// costs no billed time, so records stream in every flush mode.
 	Linger time.Duration
 	// Logger receives the shipper's warnings; nil means none.
