@@ -108,27 +108,30 @@ func BenchmarkSendPerLine(b *testing.B) {
 
 // BenchmarkShipperThroughput is the records per second the Shipper
 // delivers to the stand-in over loopback, with no added latency and with
-// 150 ms per request (a distant or busy OpenObserve).
+// 150 ms per request (a distant or busy OpenObserve), for 1 to 8 requests
+// in flight (the default is 4).
 func BenchmarkShipperThroughput(b *testing.B) {
 	for _, latency := range []time.Duration{0, 150 * time.Millisecond} {
-		b.Run(fmt.Sprintf("latency=%v", latency), func(b *testing.B) {
-			s := o2test.Run(b, o2test.Options{})
-			s.SetLatency(latency)
-			opts := options(s.URL())
-			buf := telemetry.NewBuffer(64 << 20)
-			sp := openobserve.NewShipper(openobserve.NewClient(opts), buf, openobserve.ShipperOptions{})
-			defer func() { _ = sp.Shutdown(context.Background(), nil) }()
-			evs := burstLines(20000)
-			records := 0
-			for b.Loop() {
-				buf.Add(evs...)
-				if err := sp.Flush(b.Context()); err != nil {
-					b.Fatal(err)
+		for _, inFlight := range []int{1, 2, 4, 8} {
+			b.Run(fmt.Sprintf("latency=%v/inflight=%d", latency, inFlight), func(b *testing.B) {
+				s := o2test.Run(b, o2test.Options{})
+				s.SetLatency(latency)
+				opts := options(s.URL())
+				buf := telemetry.NewBuffer(64 << 20)
+				sp := openobserve.NewShipper(openobserve.NewClient(opts), buf, openobserve.ShipperOptions{InFlight: inFlight})
+				defer func() { _ = sp.Shutdown(context.Background(), nil) }()
+				evs := burstLines(20000)
+				records := 0
+				for b.Loop() {
+					buf.Add(evs...)
+					if err := sp.Flush(b.Context()); err != nil {
+						b.Fatal(err)
+					}
+					records += len(evs)
 				}
-				records += len(evs)
-			}
-			b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
-			b.ReportMetric(float64(s.Calls())/float64(b.N), "requests/op")
-		})
+				b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
+				b.ReportMetric(float64(s.Calls())/float64(b.N), "requests/op")
+			})
+		}
 	}
 }
