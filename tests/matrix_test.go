@@ -175,23 +175,10 @@ func mxMeasure(t *testing.T, h *harness, name, marker string, want []string, inv
 // mxEndToEnd is the p50 and p99 (nearest rank) of how long the marker's
 // lines took from being printed to reaching OpenObserve.
 func mxEndToEnd(h *harness, marker string) (p50, p99 time.Duration) {
-	arrived := h.o2.Arrivals()
-	var lat []time.Duration
-	for _, ev := range h.p.Events() {
-		if ev.Type != "function" {
-			continue
-		}
-		text := lambdatest.RecordText(ev.Record)
-		if m, _, _, ok := lambdatest.ParseScenarioLine(text); ok && m == marker {
-			if at, ok := arrived[text]; ok {
-				lat = append(lat, at.Sub(ev.Time))
-			}
-		}
-	}
+	lat := lambdatest.Latencies(h.p.Events(), h.o2.Arrivals(), marker)
 	if len(lat) == 0 {
 		return 0, 0
 	}
-	slices.Sort(lat)
 	rank := func(q float64) time.Duration { return lat[max(int(math.Ceil(q*float64(len(lat))))-1, 0)] }
 	return rank(0.50), rank(0.99)
 }

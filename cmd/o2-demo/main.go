@@ -180,7 +180,7 @@ func run(ctx context.Context, args []string) error {
 		fmt.Printf("  %-28s %d\n", t, types[t])
 	}
 	fmt.Printf("function lines: %d printed, %d lost, %d duplicated\n", len(rep.Lines), lost, dup)
-	if lat := latencies(p.Events(), stand.Arrivals(), marker); len(lat) > 0 {
+	if lat := lambdatest.Latencies(p.Events(), stand.Arrivals(), marker); len(lat) > 0 {
 		fmt.Printf("end-to-end latency (printed to received by OpenObserve): p50 %v, p99 %v, max %v\n",
 			lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)*99/100].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
 	}
@@ -195,22 +195,3 @@ func run(ctx context.Context, args []string) error {
 	return nil
 }
 
-// latencies returns, sorted, how long each of the demo's lines took from
-// being printed by the function to reaching OpenObserve in a request it
-// answered 200.
-func latencies(evs []lambdatest.Event, arrived map[string]time.Time, marker string) []time.Duration {
-	var lat []time.Duration
-	for _, ev := range evs {
-		if ev.Type != "function" {
-			continue
-		}
-		text := lambdatest.RecordText(ev.Record)
-		if m, _, _, ok := lambdatest.ParseScenarioLine(text); ok && m == marker {
-			if at, ok := arrived[text]; ok {
-				lat = append(lat, at.Sub(ev.Time))
-			}
-		}
-	}
-	slices.Sort(lat)
-	return lat
-}

@@ -158,3 +158,24 @@ func percentile(d []time.Duration, q float64) time.Duration {
 	rank = min(max(rank, 1), len(s))
 	return s[rank-1]
 }
+
+// Latencies returns, sorted, how long each function line of marker took
+// from being printed (its event's time) to its arrival, as arrived gives
+// it per line text (e.g. o2test's Arrivals); lines that never arrived are
+// left out.
+func Latencies(evs []Event, arrived map[string]time.Time, marker string) []time.Duration {
+	var lat []time.Duration
+	for _, ev := range evs {
+		if ev.Type != "function" {
+			continue
+		}
+		text := RecordText(ev.Record)
+		if m, _, _, ok := ParseScenarioLine(text); ok && m == marker {
+			if at, ok := arrived[text]; ok {
+				lat = append(lat, at.Sub(ev.Time))
+			}
+		}
+	}
+	slices.Sort(lat)
+	return lat
+}
