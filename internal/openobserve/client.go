@@ -50,6 +50,10 @@ type Options struct {
 	IngestURL string
 	// HealthURL is {endpoint}/healthz.
 	HealthURL string
+	// MetricsURL and TracesURL are {endpoint}/api/{org}/v1/metrics and
+	// /v1/traces, where events of MetricsEventType and TracesEventType go
+	// (see otlp.go); empty drops such events.
+	MetricsURL, TracesURL string
 	// Authorization is the Authorization header value, sent as is. It is a
 	// secret: it never appears in errors or logs.
 	Authorization string
@@ -232,8 +236,12 @@ type Result struct {
 // parts may arrive twice. The
 // error says why; see IsPermanent and IsAuth for what to do with the events.
 // A record dropped on 413 is not returned, but counted in Result.Dropped and
-// reported in the error.
+// reported in the error. Events of MetricsEventType and TracesEventType go
+// to the OTLP endpoints instead, in parallel with the logs (see sendOTLP).
 func (c *Client) Send(ctx context.Context, evs []telemetry.Event) (Result, []telemetry.Event, error) {
+	if sig, logs := splitOTLP(evs); len(sig) > 0 {
+		return c.sendOTLP(ctx, sig, logs) // otlp.go: the signals, and logs through Send, in parallel
+	}
 	var res Result
 	if len(evs) == 0 {
 		return res, nil, nil
