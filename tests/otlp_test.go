@@ -399,3 +399,55 @@ func checkDashboard(t *testing.T, path string, columns map[string]map[string]boo
 }
 
 func isLetter(c byte) bool { return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
+// O2_METRICS=false and O2_TRACES=false: nothing goes to the OTLP routes and
+// log records carry no trace context; the logs are unaffected.
+func TestMetricsAndTracesOff(t *testing.T) {
+	t.Parallel()
+	h := start(t, lambdatest.Options{}, true, "O2_METRICS=false", "O2_TRACES=false")
+	for i := range 2 {
+		if _, err := h.p.Invoke(t.Context(), lambdatest.Invocation{Lines: []string{lambdatest.ScenarioLine("off", i, 0, 40)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.shutdown()
+	if n := len(h.o2.OTLPRequests()); n != 0 {
+		t.Errorf("%d OTLP requests with both signals off", n)
+	}
+	if got := h.marked("off"); len(got) != 2 {
+		t.Errorf("%d lines stored, want 2", len(got))
+	}
+	for _, r := range h.o2.StreamRecords(org, stream) {
+		if _, ok := r["trace_id"]; ok {
+			t.Fatalf("trace_id on %v with traces off", r["type"])
+		}
+	}
+}
+
+// Traces alone: spans and joined logs, no metrics.
+func TestTracesWithoutMetrics(t *testing.T) {
+	t.Parallel()
+	h := start(t, lambdatest.Options{}, true, "O2_METRICS=false")
+	res, err := h.p.Invoke(t.Context(), lambdatest.Invocation{Lines: []string{"hello"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.shutdown()
+	if n := len(h.o2.Metrics()); n != 0 {
+		t.Errorf("%d data points with metrics off", n)
+	}
+	var root o2test.Span
+	for _, s := range h.o2.Spans() {
+		if s.Attributes["faas.invocation_id"] == res.RequestID {
+			root = s
+		}
+	}
+	if root.TraceID == "" {
+		t.Fatal("no trace for the invocation")
+	}
+	for _, r := range h.records("function") {
+		if r["trace_id"] != root.TraceID {
+			t.Errorf("line trace_id %v, want %s", r["trace_id"], root.TraceID)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -205,7 +206,8 @@ func (c *Client) postSignal(ctx context.Context, s signal, evs []telemetry.Event
 				o.err = fmt.Errorf("openobserve: send %d %s bodies: %w", len(evs)-i, s.name, err)
 			} else {
 				o.res.Dropped += len(evs) - i
-				o.dropErr = fmt.Errorf("%s: %d bodies dropped, refused: %s", s.name, len(evs)-i, Explain(err))
+				o.dropErr = fmt.Errorf("%s: %d bodies dropped, refused: %s (O2_%s=false stops sending them)",
+					s.name, len(evs)-i, Explain(err), strings.ToUpper(s.name))
 			}
 			return o
 		}
