@@ -119,12 +119,15 @@ type signalOutcome struct {
 //     the signal's events: they are returned with the error, for the
 //     caller's buffer, like logs;
 //   - any other refusal (400 a malformed body, 403 no permission for the
-//     signal, 404 no such route, 413 even alone) drops them: they are
-//     counted in Result.Dropped and explained in Result.Error, and no
-//     error is returned for them, so the caller neither drops nor pauses
-//     the logs because of them.
+//     signal, 404 no such route, 413) drops them: they are counted in
+//     Result.Dropped and explained in Result.Error, and no error is
+//     returned for them, so the caller neither drops nor pauses the logs
+//     because of them.
 //
-// The error returned is the logs' when they failed, else a signal's.
+// The error returned is the logs' when they failed, else a signal's. One
+// error classifies everything returned: when the logs were refused for
+// good (400) while a signal failed retryably, the caller drops that
+// signal's bodies with the logs.
 // Result.Sent and Successful count the signals' events (bodies) that were
 // taken, Result.Failed adds the data points and spans the server rejected
 // (partial_success).
