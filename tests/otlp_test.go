@@ -451,3 +451,45 @@ func TestTracesWithoutMetrics(t *testing.T) {
 		}
 	}
 }
+
+// Lambda Managed Instances: concurrent invocations, no runtimeDone (the
+// report carries Lambda's spans and only durationMs): every invocation is
+// counted and traced, and each JSON line joins its own invocation's trace.
+func TestManagedInstancesMetricsAndTraces(t *testing.T) {
+	t.Parallel()
+	h := start(t, lambdatest.Options{ManagedInstances: true}, true, "O2_FLUSH_INTERVAL_MS=200")
+	const n = 10
+	if _, err := h.p.Run(t.Context(), lambdatest.Scenario{Invocations: n, Rate: 50, Lines: 3, LineSize: 60, Marker: "mi-otlp", Duration: 40 * time.Millisecond}); err != nil {
+		t.Fatalf("run: %v\n%s", err, tail(h.p.Output()))
+	}
+	h.shutdown()
+	invocations := 0.0
+	for _, m := range h.o2.Metrics() {
+		if m.Name == "aws.lambda.enhanced.invocations" {
+			invocations += m.Value
+		}
+	}
+	if invocations != n {
+		t.Errorf("invocations = %v, want %d", invocations, n)
+	}
+	roots := map[string]o2test.Span{}
+	for _, s := range h.o2.Spans() {
+		if id, ok := s.Attributes["faas.invocation_id"].(string); ok {
+			roots[id] = s
+		}
+	}
+	if len(roots) != n {
+		t.Fatalf("%d invocation spans, want %d", len(roots), n)
+	}
+	lines := 0
+	for _, r := range h.records("function") {
+		lines++
+		root, ok := roots[r["requestid"].(string)]
+		if !ok || r["trace_id"] != root.TraceID || r["span_id"] != root.SpanID {
+			t.Errorf("line of %v: trace_id %v, want %s", r["requestid"], r["trace_id"], root.TraceID)
+		}
+	}
+	if lines != 3*n {
+		t.Errorf("%d lines, want %d", lines, 3*n)
+	}
+}
