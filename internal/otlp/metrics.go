@@ -106,8 +106,8 @@ func (b *Builder) metricsBody(p *points) []byte {
 	return out
 }
 
-// Outcome is what an invocation's events say about how it ended.
-type Outcome struct {
+// ending is what an invocation's events say about how it ended.
+type ending struct {
 	Status    string // the report's status, else runtimeDone's, else "success"
 	ErrorType string
 	Error     bool // status is not success
@@ -120,8 +120,8 @@ type Outcome struct {
 }
 
 // outcome reads the invocation's end from its report and runtimeDone.
-func outcome(rep *reportRecord, done *runtimeDoneRecord) Outcome {
-	o := Outcome{Status: "success"}
+func outcome(rep *reportRecord, done *runtimeDoneRecord) ending {
+	o := ending{Status: "success"}
 	switch {
 	case rep != nil && rep.Status != "":
 		o.Status, o.ErrorType = rep.Status, rep.ErrorType
@@ -142,7 +142,7 @@ func outcome(rep *reportRecord, done *runtimeDoneRecord) Outcome {
 	return o
 }
 
-// PostRuntime is the time the extensions added after the runtime was done
+// postRuntime is the time the extensions added after the runtime was done
 // (Lambda's PostRuntimeExtensionsDuration): the report's extensionOverhead
 // span when it has one (RAPID emits it), else the report's duration minus
 // runtimeDone's (the invoke phase ends when the last extension calls /next,

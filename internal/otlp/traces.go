@@ -176,7 +176,7 @@ func (b *Builder) spanID(inv *invocation, name string) []byte {
 }
 
 // spanStatus is OK for a success, ERROR with the error type otherwise.
-func spanStatus(o Outcome) *tracepb.Status {
+func spanStatus(o ending) *tracepb.Status {
 	if !o.Error {
 		return &tracepb.Status{Code: tracepb.Status_STATUS_CODE_OK}
 	}
