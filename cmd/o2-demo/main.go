@@ -179,6 +179,9 @@ func run(ctx context.Context, args []string) error {
 	for _, t := range names {
 		fmt.Printf("  %-28s %d\n", t, types[t])
 	}
+	if otlpReqs := stand.OTLPRequests(); len(otlpReqs) > 0 {
+		fmt.Printf("  OTLP: %d data points and %d spans in %d requests\n", len(stand.Metrics()), len(stand.Spans()), len(otlpReqs))
+	}
 	fmt.Printf("function lines: %d printed, %d lost, %d duplicated\n", len(rep.Lines), lost, dup)
 	if lat := lambdatest.Latencies(p.Events(), stand.Arrivals(), marker); len(lat) > 0 {
 		fmt.Printf("end-to-end latency (printed to received by OpenObserve): p50 %v, p99 %v, max %v\n",

@@ -15,6 +15,7 @@ import (
 	"github.com/o2-extension/o2-extension/internal/config"
 	"github.com/o2-extension/o2-extension/internal/extension"
 	"github.com/o2-extension/o2-extension/internal/openobserve"
+	"github.com/o2-extension/o2-extension/internal/otlp"
 	"github.com/o2-extension/o2-extension/internal/strategy"
 	"github.com/o2-extension/o2-extension/internal/telemetry"
 	"github.com/o2-extension/o2-extension/internal/tenant"
@@ -58,8 +59,13 @@ func runExtension(ctx context.Context, getenv func(string) string, stdout io.Wri
 		opts.Delivery = func(buf *telemetry.Buffer) extension.Delivery {
 			return shipper{openobserve.NewShipper(client, buf, shipOpts)}
 		}
-		opts.Derive = tenantReport(cfg)
+		signals := newBuilder(cfg, getenv)
+		opts.Derive = derive(tenantReport(cfg), signals)
 		opts.Filter = telemetry.Filter{ExcludeTypes: cfg.ExcludeTypes, MinLevel: cfg.MinLevel}
+		if signals != nil && cfg.Traces {
+			// Before buffering: the trace context goes out with each record.
+			opts.Filter.Annotate = signals.Annotate
+		}
 		opts.ListenAddr = addr
 		opts.DestinationHost = host
 		opts.BufferBytes = cfg.MaxBufferBytes
@@ -91,6 +97,8 @@ func clientOptions(cfg config.Config, getenv func(string) string, log *logrus.En
 		IngestURL:      cfg.IngestURL(),
 		Routes:         routes,
 		HealthURL:      cfg.HealthURL(),
+		MetricsURL:     ifOn(cfg.Metrics, cfg.MetricsURL()),
+		TracesURL:      ifOn(cfg.Traces, cfg.TracesURL()),
 		Authorization:  cfg.Authorization,
 		MaxBatchBytes:  cfg.MaxBatchBytes,
 		MaxRecordBytes: cfg.MaxRecordBytes,
@@ -140,6 +148,55 @@ func tenantReport(cfg config.Config) func(*telemetry.Event, time.Time) []telemet
 		EMFOut:       os.Stdout,
 	})
 	return t.Observe
+}
+
+// ifOn is s when on, else "".
+func ifOn(on bool, s string) string {
+	if on {
+		return s
+	}
+	return ""
+}
+
+// newBuilder returns the builder of OTLP metrics and traces, or nil when
+// O2_METRICS and O2_TRACES are both off. The resource comes from Lambda's
+// variables; service.name is OTEL_SERVICE_NAME, as the function's own
+// OpenTelemetry SDK would name it, else the function name.
+func newBuilder(cfg config.Config, getenv func(string) string) *otlp.Builder {
+	if !cfg.Metrics && !cfg.Traces {
+		return nil
+	}
+	mb, _ := strconv.Atoi(getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"))
+	service := getenv("OTEL_SERVICE_NAME")
+	if service == "" {
+		service = getenv("AWS_LAMBDA_FUNCTION_NAME")
+	}
+	return otlp.New(otlp.Options{
+		Metrics: cfg.Metrics,
+		Traces:  cfg.Traces,
+		Version: version,
+		Resource: otlp.Resource{
+			ServiceName:     service,
+			FunctionName:    getenv("AWS_LAMBDA_FUNCTION_NAME"),
+			FunctionVersion: getenv("AWS_LAMBDA_FUNCTION_VERSION"),
+			Region:          getenv("AWS_REGION"),
+			MemoryMB:        mb,
+		},
+	})
+}
+
+// derive runs the tenant report's hook and the OTLP builder's (either may
+// be nil) on every event, in that order; nil when both are.
+func derive(tenantHook func(*telemetry.Event, time.Time) []telemetry.Event, b *otlp.Builder) func(*telemetry.Event, time.Time) []telemetry.Event {
+	switch {
+	case b == nil:
+		return tenantHook
+	case tenantHook == nil:
+		return b.Observe
+	}
+	return func(ev *telemetry.Event, now time.Time) []telemetry.Event {
+		return append(tenantHook(ev, now), b.Observe(ev, now)...)
+	}
 }
 
 // shipper is the delivery as the extension sees it.

@@ -63,6 +63,8 @@ type Config struct {
 	Fields                 map[string]string // O2_FIELDS: extra fields on every record
 	ExcludeTypes           []string          // O2_EXCLUDE_TYPES: event types not forwarded ("x.*" for a prefix)
 	MinLevel               string            // O2_MIN_LEVEL: "" or a level in capitals; lower-level log records are not forwarded
+	Metrics                bool              // O2_METRICS: OTLP metrics of each invocation to /v1/metrics
+	Traces                 bool              // O2_TRACES: a trace per invocation to /v1/traces, trace_id on its logs
 	TenantReport           bool              // O2_TENANT_REPORT
 	TenantMessage          string            // O2_TENANT_MESSAGE
 	TenantField            string            // O2_TENANT_FIELD
@@ -96,6 +98,8 @@ func Default() Config {
 		RateWindow:             300000 * time.Millisecond,
 		LongRunning:            30000 * time.Millisecond,
 		FlushBudget:            2000 * time.Millisecond,
+		Metrics:                true,
+		Traces:                 true,
 		TenantReport:           true,
 		TenantMessage:          "customer-memory-report",
 		TenantField:            "customerId",
@@ -211,6 +215,20 @@ func appendErrs(errs []error, err error) []error {
 func (c Config) IngestURL() string {
 	return strings.TrimRight(c.Endpoint, "/") + "/api/" + url.PathEscape(c.Organization) + "/" +
 		url.PathEscape(c.Stream) + "/_json"
+}
+
+// MetricsURL returns {endpoint}/api/{org}/v1/metrics, OpenObserve's
+// OTLP/HTTP metrics endpoint (each metric becomes a stream of its own: no
+// stream in the path).
+func (c Config) MetricsURL() string {
+	return strings.TrimRight(c.Endpoint, "/") + "/api/" + url.PathEscape(c.Organization) + "/v1/metrics"
+}
+
+// TracesURL returns {endpoint}/api/{org}/v1/traces, OpenObserve's
+// OTLP/HTTP traces endpoint (stream "default" unless a stream-name header
+// says otherwise).
+func (c Config) TracesURL() string {
+	return strings.TrimRight(c.Endpoint, "/") + "/api/" + url.PathEscape(c.Organization) + "/v1/traces"
 }
 
 // HealthURL returns {endpoint}/healthz, OpenObserve's unauthenticated

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -74,6 +75,8 @@ func TestDefault(t *testing.T) {
 		RateWindow:             5 * time.Minute,
 		LongRunning:            30 * time.Second,
 		FlushBudget:            2 * time.Second,
+		Metrics:                true,
+		Traces:                 true,
 		TenantReport:           true,
 		TenantMessage:          "customer-memory-report",
 		TenantField:            "customerId",
@@ -203,6 +206,10 @@ func TestLoadParsesEachVariable(t *testing.T) {
 			func(c *config.Config) { c.MinLevel = "WARN" }},
 		{"min level CRITICAL", map[string]string{"O2_MIN_LEVEL": "CRITICAL"},
 			func(c *config.Config) { c.MinLevel = "FATAL" }},
+		{"metrics off", map[string]string{"O2_METRICS": "false"},
+			func(c *config.Config) { c.Metrics = false }},
+		{"traces off", map[string]string{"O2_TRACES": "0"},
+			func(c *config.Config) { c.Traces = false }},
 		{"tenant report off", map[string]string{"O2_TENANT_REPORT": "off"},
 			func(c *config.Config) { c.TenantReport = false }},
 		{"tenant report 0", map[string]string{"O2_TENANT_REPORT": "0"},
@@ -275,6 +282,8 @@ var allSet = map[string]string{
 	"O2_FIELDS":                   "env=test",
 	"O2_EXCLUDE_TYPES":            "platform.start",
 	"O2_MIN_LEVEL":                "warn",
+	"O2_METRICS":                  "false",
+	"O2_TRACES":                   "off",
 	"O2_TENANT_REPORT":            "false",
 	"O2_TENANT_MESSAGE":           "m",
 	"O2_TENANT_FIELD":             "f",
@@ -772,6 +781,8 @@ func TestRedacted(t *testing.T) {
 		"O2_FIELDS=env=prod,team=core",
 		"O2_EXCLUDE_TYPES=",
 		"O2_MIN_LEVEL=",
+		"O2_METRICS=true",
+		"O2_TRACES=true",
 		"O2_TENANT_REPORT=true",
 		`O2_TENANT_MESSAGE="two\nlines"`,
 		"O2_TENANT_FIELD=customerId",
@@ -864,6 +875,14 @@ func TestURLs(t *testing.T) {
 			}
 			if got := c.HealthURL(); got != tt.health {
 				t.Errorf("HealthURL() = %q, want %q", got, tt.health)
+			}
+			// The OTLP endpoints: the org escaped as for _json, no stream.
+			base := strings.TrimSuffix(tt.ingest, "/"+url.PathEscape(tt.stream)+"/_json")
+			if got, want := c.MetricsURL(), base+"/v1/metrics"; got != want {
+				t.Errorf("MetricsURL() = %q, want %q", got, want)
+			}
+			if got, want := c.TracesURL(), base+"/v1/traces"; got != want {
+				t.Errorf("TracesURL() = %q, want %q", got, want)
 			}
 		})
 	}

@@ -26,6 +26,19 @@ type Invocation struct {
 	Duration time.Duration
 	// Level is the level of JSON-format records; default "INFO".
 	Level string
+	// Outcome is how the function ends: "" (success), "error" (it fails
+	// after Duration with ErrorType, default "Runtime.ExitError") or
+	// "timeout" (it is still running at the deadline: runtimeDone and the
+	// report say timeout, errorType "Sandbox.Timedout"). The reset Lambda
+	// makes after a timeout (SHUTDOWN, a new init) is not emulated: the
+	// next invocation runs in the same environment.
+	Outcome string
+	// ErrorType is the errorType of an "error" outcome, e.g.
+	// "Runtime.OutOfMemory".
+	ErrorType string
+	// NoTrace leaves X-Ray tracing out of INVOKE and of the platform events,
+	// as for a function without active tracing.
+	NoTrace bool
 }
 
 // InvokeResult is what one invocation measured.
@@ -83,19 +96,41 @@ func (p *Platform) Invoke(ctx context.Context, inv Invocation) (InvokeResult, er
 	}
 	start := time.Now()
 	deadline := start.Add(p.o.FunctionTimeout)
-	trace := tracing{Type: "X-Amzn-Trace-Id", Value: newTrace(start)}
+	var trace *tracing
+	if !inv.NoTrace {
+		trace = &tracing{Type: "X-Amzn-Trace-Id", Value: newTrace(start)}
+	}
+	// withTrace adds the tracing field to a record when there is one.
+	withTrace := func(rec map[string]any) map[string]any {
+		if trace != nil {
+			rec["tracing"] = trace
+		}
+		return rec
+	}
+	status, errorType := "success", ""
+	switch inv.Outcome {
+	case "", "success":
+	case "error":
+		status, errorType = "error", inv.ErrorType
+		if errorType == "" {
+			errorType = "Runtime.ExitError"
+		}
+	case "timeout":
+		status, errorType = "timeout", "Sandbox.Timedout"
+	default:
+		return InvokeResult{}, fmt.Errorf("lambdatest: invoke: outcome %q: want \"\", \"error\" or \"timeout\"", inv.Outcome)
+	}
 	res := InvokeResult{RequestID: reqID, Start: start}
 
 	p.mu.Lock()
 	var recipients []*extension
 	if !managed {
-		body, _ := json.Marshal(map[string]any{
+		body, _ := json.Marshal(withTrace(map[string]any{
 			"eventType":          "INVOKE",
 			"deadlineMs":         deadline.UnixMilli(),
 			"requestId":          reqID,
 			"invokedFunctionArn": p.o.functionARN(),
-			"tracing":            trace,
-		})
+		}))
 		for _, e := range p.exts {
 			if e.invoke && !e.exited && e.failed == "" {
 				e.queue = append(e.queue, pendingEvent{body: body, eventID: newUUID()})
@@ -104,12 +139,17 @@ func (p *Platform) Invoke(ctx context.Context, inv Invocation) (InvokeResult, er
 		}
 		p.broadcastLocked()
 	}
-	p.emitLocked("platform.start", map[string]any{
-		"requestId": reqID, "version": p.o.FunctionVersion, "tracing": trace,
-	})
+	p.emitLocked("platform.start", withTrace(map[string]any{
+		"requestId": reqID, "version": p.o.FunctionVersion,
+	}))
 	p.mu.Unlock()
 
 	produced, err := p.runFunction(ctx, inv, reqID, start)
+	if err == nil && status == "timeout" {
+		// Still running at the deadline: the function's running time, not a
+		// synchronisation.
+		err = sleepUntil(ctx, deadline)
+	}
 	if err != nil {
 		return res, fmt.Errorf("lambdatest: invoke %s: %w", reqID, err)
 	}
@@ -120,17 +160,25 @@ func (p *Platform) Invoke(ctx context.Context, inv Invocation) (InvokeResult, er
 	if !managed {
 		// The runtime responded at rtDone; responding and getting back to
 		// /next are instantaneous here.
-		p.emitLocked("platform.runtimeDone", map[string]any{
+		done := withTrace(map[string]any{
 			"requestId": reqID,
-			"status":    "success",
+			"status":    status,
 			"metrics":   map[string]any{"durationMs": ms(rtDone.Sub(start)), "producedBytes": produced},
 			"spans": []span{
 				newSpan("responseLatency", start, rtDone),
 				newSpan("responseDuration", rtDone, rtDone),
 				newSpan("runtimeOverhead", rtDone, rtDone),
 			},
-			"tracing": trace,
 		})
+		if errorType != "" {
+			done["errorType"] = errorType
+		}
+		if status == "timeout" {
+			// No response was sent, nor produced.
+			done["metrics"] = map[string]any{"durationMs": ms(rtDone.Sub(start))}
+			done["spans"] = []span{newSpan("responseLatency", start, rtDone)}
+		}
+		p.emitLocked("platform.runtimeDone", done)
 	}
 	dctx, cancel := context.WithDeadline(ctx, deadline)
 	werr := p.waitLocked(dctx, func() (bool, error) {
@@ -151,7 +199,9 @@ func (p *Platform) Invoke(ctx context.Context, inv Invocation) (InvokeResult, er
 				res.Next = e.lastNext
 			}
 		}
-		res.PostRuntimeOverhead = res.Next.Sub(rtDone)
+		// Not negative: after a function timeout the extensions may have
+		// called /next before the deadline, as they must.
+		res.PostRuntimeOverhead = max(0, res.Next.Sub(rtDone))
 		end = res.Next
 	case errors.Is(werr, context.DeadlineExceeded) && ctx.Err() == nil:
 		res.TimedOut = true
@@ -162,8 +212,12 @@ func (p *Platform) Invoke(ctx context.Context, inv Invocation) (InvokeResult, er
 		return res, fmt.Errorf("lambdatest: invoke %s: %w", reqID, werr)
 	}
 
+	end = latest(end, rtDone) // a function timeout: the extensions were idle before it
 	metrics := map[string]any{"durationMs": ms(end.Sub(start))}
-	rec := map[string]any{"requestId": reqID, "status": "success", "metrics": metrics, "tracing": trace}
+	rec := withTrace(map[string]any{"requestId": reqID, "status": status, "metrics": metrics})
+	if errorType != "" {
+		rec["errorType"] = errorType
+	}
 	if res.TimedOut {
 		rec["status"], rec["errorType"] = "timeout", "Sandbox.Timedout"
 	}

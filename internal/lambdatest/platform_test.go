@@ -531,3 +531,57 @@ func TestPercentile(t *testing.T) {
 		}
 	}
 }
+
+// TestInvocationOutcomes checks the error and function-timeout outcomes and
+// an invocation without X-Ray tracing: what runtimeDone and the report say.
+func TestInvocationOutcomes(t *testing.T) {
+	p := startInProcess(t, Options{FunctionTimeout: 200 * time.Millisecond})
+	c := mustRegister(t, p, "ext", "INVOKE")
+	c.runLoop(t, func(nextEvent) {}) // back to /next at once
+	if err := p.CompleteInit(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		inv                     Invocation
+		status, errorType       string
+		traced, minDurationFull bool
+	}{
+		{Invocation{Outcome: "error", ErrorType: "Runtime.OutOfMemory"}, "error", "Runtime.OutOfMemory", true, false},
+		{Invocation{Outcome: "error"}, "error", "Runtime.ExitError", true, false},
+		{Invocation{Outcome: "timeout"}, "timeout", "Sandbox.Timedout", true, true},
+		{Invocation{NoTrace: true}, "success", "", false, false},
+	}
+	for _, tt := range tests {
+		res, err := p.Invoke(t.Context(), tt.inv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.PostRuntimeOverhead < 0 {
+			t.Errorf("%+v: negative overhead %v", tt.inv, res.PostRuntimeOverhead)
+		}
+		for _, ev := range p.Events() {
+			var r struct {
+				RequestID, Status, ErrorType string
+				Tracing                      *tracing
+				Metrics                      struct{ DurationMs float64 }
+			}
+			if json.Unmarshal(ev.Record, &r) != nil || r.RequestID != res.RequestID {
+				continue
+			}
+			if (r.Tracing != nil) != tt.traced {
+				t.Errorf("%s of %+v: tracing %v", ev.Type, tt.inv, r.Tracing)
+			}
+			if ev.Type == "platform.runtimeDone" || ev.Type == "platform.report" {
+				if r.Status != tt.status || r.ErrorType != tt.errorType {
+					t.Errorf("%s of %+v: %s %s", ev.Type, tt.inv, r.Status, r.ErrorType)
+				}
+				if tt.minDurationFull && r.Metrics.DurationMs < 200 {
+					t.Errorf("%s of a timeout lasted %v ms, want the 200 ms timeout", ev.Type, r.Metrics.DurationMs)
+				}
+			}
+		}
+	}
+	if _, err := p.Invoke(t.Context(), Invocation{Outcome: "crash"}); err == nil {
+		t.Error("an unknown outcome was accepted")
+	}
+}

@@ -55,6 +55,10 @@ type Options struct {
 	Routes map[string]string
 	// HealthURL is {endpoint}/healthz.
 	HealthURL string
+	// MetricsURL and TracesURL are {endpoint}/api/{org}/v1/metrics and
+	// /v1/traces, where events of MetricsEventType and TracesEventType go
+	// (see otlp.go); empty drops such events.
+	MetricsURL, TracesURL string
 	// Authorization is the Authorization header value, sent as is. It is a
 	// secret: it never appears in errors or logs.
 	Authorization string
@@ -254,6 +258,10 @@ type Result struct {
 	// TypeConflicts is the part of Failed that OpenObserve refused because
 	// a value could not be cast to its column's type.
 	TypeConflicts int
+	// Signals is the number of OTLP bodies (metrics, traces) delivered;
+	// SignalsDropped those refused for good; SignalsRejected the data
+	// points and spans OpenObserve rejected in its partial_success.
+	Signals, SignalsDropped, SignalsRejected int
 	// Error is OpenObserve's last per-record error text, or a note that a
 	// 2xx reply could not be read.
 	Error string
@@ -285,47 +293,84 @@ func (c *Client) Send(ctx context.Context, evs []telemetry.Event) (Result, []tel
 }
 
 // sendRouted is Send, calling waiting (if set) when a request starts to
-// wait out a backoff or a pause.
+// wait out a backoff or a pause. With several destinations (a tenant
+// stream, the OTLP signals), each goes on its own goroutine: a flush costs
+// the slowest request, not their sum. What one destination could not
+// deliver does not stop the others; the error returned is the logs' if
+// they failed, else the first other one's.
 func (c *Client) sendRouted(ctx context.Context, evs []telemetry.Event, waiting func()) (Result, []telemetry.Event, error) {
 	var res Result
 	if len(evs) == 0 {
 		return res, nil, nil
 	}
 	groups := c.route(evs)
-	for gi, g := range groups {
-		rest, err := c.sendTo(ctx, g.url, g.evs, &res, waiting)
-		if err != nil {
-			for _, later := range groups[gi+1:] {
-				rest = append(rest, later.evs...)
-			}
-			return res, rest, err
+	if len(groups) == 1 {
+		rest, err := c.sendGroup(ctx, groups[0], &res, waiting)
+		return res, rest, err
+	}
+	type outcome struct {
+		res  Result
+		rest []telemetry.Event
+		err  error
+	}
+	outs := make([]outcome, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Go(func() { outs[i].rest, outs[i].err = c.sendGroup(ctx, g, &outs[i].res, waiting) })
+	}
+	wg.Wait()
+	var rest []telemetry.Event
+	var err error
+	for i, o := range outs {
+		res.add(o.res)
+		rest = append(rest, o.rest...)
+		if o.err != nil && (err == nil || groups[i].url == c.o.IngestURL) {
+			err = o.err
 		}
 	}
-	return res, nil, nil
+	return res, rest, err
 }
 
-// group is the events of one Send bound for one ingestion URL.
+// sendGroup sends one destination's events.
+func (c *Client) sendGroup(ctx context.Context, g group, res *Result, waiting func()) ([]telemetry.Event, error) {
+	if g.signal != nil {
+		return c.postSignal(ctx, *g.signal, g.evs, res, waiting)
+	}
+	return c.sendTo(ctx, g.url, g.evs, res, waiting)
+}
+
+// group is the events of one Send bound for one URL.
 type group struct {
-	url string
-	evs []telemetry.Event
+	url    string
+	signal *signal // for the OTLP endpoints; nil for _json
+	evs    []telemetry.Event
 }
 
 // route splits evs by destination, keeping their order within each;
-// destinations come in the order of their first event. Without routes (the
-// usual case) it allocates nothing.
+// destinations come in the order of their first event. Without routes or
+// signals (the usual case for a batch) it allocates nothing.
 func (c *Client) route(evs []telemetry.Event) []group {
-	if len(c.o.Routes) == 0 {
-		return []group{{c.o.IngestURL, evs}}
+	if len(c.o.Routes) == 0 && !slices.ContainsFunc(evs, func(e telemetry.Event) bool { return isOTLP(e.Type) }) {
+		return []group{{url: c.o.IngestURL, evs: evs}}
 	}
 	var groups []group
 	for _, ev := range evs {
-		url, ok := c.o.Routes[ev.Type]
-		if !ok {
-			url = c.o.IngestURL
+		url, sig := c.o.IngestURL, (*signal)(nil)
+		switch {
+		case ev.Type == MetricsEventType:
+			s := c.metricsSignal()
+			url, sig = "otlp:metrics", &s
+		case ev.Type == TracesEventType:
+			s := c.tracesSignal()
+			url, sig = "otlp:traces", &s
+		default:
+			if u, ok := c.o.Routes[ev.Type]; ok {
+				url = u
+			}
 		}
 		i := slices.IndexFunc(groups, func(g group) bool { return g.url == url })
 		if i < 0 {
-			groups = append(groups, group{url: url})
+			groups = append(groups, group{url: url, signal: sig})
 			i = len(groups) - 1
 		}
 		groups[i].evs = append(groups[i].evs, ev)
@@ -618,6 +663,11 @@ func gzipBytes(b []byte) []byte {
 // most maxReplyBody). A non-2xx final reply is a *StatusError; a retry given
 // up for the deadline wraps ErrDeadline. Every attempt counts in res.
 func (c *Client) do(ctx context.Context, url string, body []byte, gzipped bool, res *Result, waiting func()) ([]byte, error) {
+	return c.doAs(ctx, url, "application/json", body, gzipped, res, waiting)
+}
+
+// doAs is do with a Content-Type of the caller's.
+func (c *Client) doAs(ctx context.Context, url, contentType string, body []byte, gzipped bool, res *Result, waiting func()) ([]byte, error) {
 	auth, err := c.cred.Authorization(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("credential: %w", err)
@@ -627,6 +677,7 @@ func (c *Client) do(ctx context.Context, url string, body []byte, gzipped bool, 
 		return nil, fmt.Errorf("build request: %w", err)
 	}
 	c.setHeaders(req.Header, auth, true, gzipped)
+	req.Header.Set("Content-Type", contentType)
 	st := &retryState{c: c, waiting: waiting}
 	rc := &retryablehttp.Client{
 		HTTPClient:   c.send,

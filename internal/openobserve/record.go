@@ -25,7 +25,7 @@ const truncMarkerMax = len("…[truncated  bytes]") + 20
 // OpenObserve normalises field names (openobserve-api.md §5.2). A static
 // field that normalises to one of them would silently replace ours in the
 // stream, so it is skipped.
-var reservedKeys = []string{"_timestamp", "type", "record", "requestid", "level", "part", "truncated", "record_as_text"}
+var reservedKeys = []string{"_timestamp", "type", "record", "requestid", "level", "trace_id", "span_id", "part", "truncated", "record_as_text"}
 
 // encoder turns events into OpenObserve records. It is immutable once built
 // and safe for concurrent use.
@@ -74,7 +74,7 @@ func normaliseKey(k string) string {
 // sizeHint estimates the encoded size of ev's records, so that a batch's
 // buffer is allocated once.
 func (e *encoder) sizeHint(ev *telemetry.Event) int {
-	return len(ev.Record) + len(ev.Type) + len(ev.RequestID) + len(ev.Level) + len(e.fields) + 80
+	return len(ev.Record) + len(ev.Type) + len(ev.RequestID) + len(ev.Level) + len(ev.TraceID) + len(ev.SpanID) + len(e.fields) + 110
 }
 
 // AppendRecords encodes evs as OpenObserve records, one JSON object each,
@@ -84,7 +84,8 @@ func (e *encoder) sizeHint(ev *telemetry.Event) int {
 // A record has the keys, in this order: "_timestamp" (integer µs from
 // Event.Time, left out for a zero time so that OpenObserve stamps it),
 // "type", "record" (the event's record: a string stays a string, an object
-// stays an object), "requestId" and "level" when known, "part" or
+// stays an object), "requestId", "level", "trace_id" and "span_id" when
+// known, "part" or
 // "truncated" when the record was cut (see below), then Options.Fields in
 // sorted key order.
 //
@@ -326,6 +327,15 @@ func (e *encoder) appendRecord(buf []byte, ev *telemetry.Event, val []byte, part
 	if ev.Level != "" {
 		buf = append(buf, `,"level":`...)
 		buf = appendString(buf, ev.Level)
+	}
+	if ev.TraceID != "" {
+		// OpenObserve's trace view finds an invocation's logs by these.
+		buf = append(buf, `,"trace_id":`...)
+		buf = appendString(buf, ev.TraceID)
+	}
+	if ev.SpanID != "" {
+		buf = append(buf, `,"span_id":`...)
+		buf = appendString(buf, ev.SpanID)
 	}
 	if part != "" {
 		buf = append(buf, `,"part":"`...)

@@ -218,6 +218,13 @@ func TestAppendRecordsShape(t *testing.T) {
 			wantKind: "object",
 		},
 		{
+			name: "text line joined to its trace",
+			ev: telemetry.Event{Time: t0, Type: "function", Record: json.RawMessage(`"hello"`), RequestID: "r1",
+				TraceID: "5759e988bd862e3fe1be46a994272793", SpanID: "53995c3f42cd8ad8"},
+			keys:     []string{"_timestamp", "type", "record", "requestId", "trace_id", "span_id", "function_name", "region"},
+			wantKind: "string",
+		},
+		{
 			name:     "platform event without request id",
 			ev:       telemetry.Event{Time: t0, Type: "platform.initStart", Record: json.RawMessage(`{"initializationType":"on-demand","phase":"init"}`)},
 			keys:     []string{"_timestamp", "type", "record", "function_name", "region"},

@@ -363,6 +363,10 @@ func (s *Shipper) report(ctx context.Context, res Result, err error, rest []tele
 		}
 		s.warnings.warn(s.log, now, "not stored", logrus.Fields{"failed": res.Failed, "silently_dropped": res.Missing, "type_conflicts": res.TypeConflicts, "openobserve_error": res.Error}, msg)
 	}
+	if res.SignalsDropped > 0 || res.SignalsRejected > 0 {
+		s.warnings.warn(s.log, now, "signals", logrus.Fields{"bodies_dropped": res.SignalsDropped, "rejected": res.SignalsRejected},
+			"OpenObserve refused metrics or traces: "+res.Error)
+	}
 	if res.AsText > 0 {
 		s.warnings.warn(s.log, now, "as text", logrus.Fields{"records": res.AsText},
 			"records with too many fields for the stream's column limit were sent with their record as one string (record_as_text=true)")
@@ -597,7 +601,12 @@ type Stats struct {
 	// CutAtShutdown counts records whose request was on the wire when the
 	// SHUTDOWN deadline cut it: OpenObserve may or may not have stored
 	// them. They are among BufferedRecords (not sent again).
-	CutAtShutdown   uint64 `json:"cutAtShutdown"`
+	CutAtShutdown uint64 `json:"cutAtShutdown"`
+	// OTLP bodies (metrics, traces): delivered, refused for good, and the
+	// data points and spans OpenObserve rejected.
+	Signals         uint64 `json:"otlpBodies"`
+	SignalsDropped  uint64 `json:"otlpBodiesDropped"`
+	SignalsRejected uint64 `json:"otlpItemsRejected"`
 	Requests        uint64 `json:"requests"`       // HTTP attempts
 	Bytes           uint64 `json:"bytesSent"`      // body bytes on the wire
 	SendErrors      uint64 `json:"sendErrors"`     // sends that failed after their retries
@@ -620,6 +629,9 @@ func (st *stats) add(r Result, err error) {
 	st.s.Missing += uint64(r.Missing)
 	st.s.TypeConflicts += uint64(r.TypeConflicts)
 	st.s.AsText += uint64(r.AsText)
+	st.s.Signals += uint64(r.Signals)
+	st.s.SignalsDropped += uint64(r.SignalsDropped)
+	st.s.SignalsRejected += uint64(r.SignalsRejected)
 	st.s.Requests += uint64(r.Requests)
 	st.s.Bytes += uint64(r.Bytes)
 	if err != nil {

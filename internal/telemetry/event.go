@@ -28,6 +28,11 @@ type Event struct {
 	// a complete record: its keys go at the top level of what is sent to
 	// OpenObserve instead of under "record".
 	Flat bool
+	// TraceID and SpanID join a log record to its invocation's trace: the
+	// W3C trace id (32 lower-case hex digits) and the invocation span's id
+	// (16), set before the event is buffered when traces are on; empty
+	// otherwise.
+	TraceID, SpanID string
 }
 
 // eventOverhead approximates the bytes an event costs beyond its record and
@@ -36,5 +41,5 @@ const eventOverhead = 96
 
 // Size is the number of bytes the event accounts for in the buffer.
 func (e Event) Size() int {
-	return len(e.Record) + len(e.Type) + len(e.RequestID) + len(e.Level) + eventOverhead
+	return len(e.Record) + len(e.Type) + len(e.RequestID) + len(e.Level) + len(e.TraceID) + len(e.SpanID) + eventOverhead
 }

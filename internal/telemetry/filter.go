@@ -15,6 +15,14 @@ type Filter struct {
 	// records whose level is known and below it. Records without a level
 	// are always forwarded.
 	MinLevel string
+	// Annotate, if set, is called on every event before the filter decides
+	// and before the event is buffered, on the listener's decoding
+	// goroutine, in arrival order. What it sets on the event is what is
+	// buffered and sent (the trace context of log records). It exists
+	// because the listener buffers an event before its OnEvent hook (and so
+	// the extension's Derive) sees it: a Derive hook can add records but
+	// cannot change the buffered copy.
+	Annotate func(*Event)
 }
 
 // Levels are the log levels a Filter knows, lowest first. WARNING and
@@ -38,11 +46,17 @@ func LevelRank(level string) int {
 	return -1
 }
 
-// Active reports whether the filter leaves anything out.
-func (f Filter) Active() bool { return len(f.ExcludeTypes) > 0 || LevelRank(f.MinLevel) > 0 }
+// Active reports whether the filter leaves anything out or annotates: the
+// listener calls Keep only when it is.
+func (f Filter) Active() bool {
+	return len(f.ExcludeTypes) > 0 || LevelRank(f.MinLevel) > 0 || f.Annotate != nil
+}
 
-// Keep reports whether e is forwarded.
+// Keep annotates e (see Annotate) and reports whether it is forwarded.
 func (f Filter) Keep(e *Event) bool {
+	if f.Annotate != nil {
+		f.Annotate(e)
+	}
 	for _, t := range f.ExcludeTypes {
 		if p, ok := strings.CutSuffix(t, "*"); ok {
 			if strings.HasPrefix(e.Type, p) {

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -75,5 +76,37 @@ func TestListenerFilter(t *testing.T) {
 	}
 	if st := h.l.Stats(); st.Events != 5 || st.Filtered != 2 {
 		t.Errorf("Stats: events %d, filtered %d; want 5 and 2", st.Events, st.Filtered)
+	}
+}
+
+// Annotate sees every event, excluded ones too, in order and before it is
+// buffered: what it sets is in the buffered copy and in what OnEvent sees;
+// it filters nothing by itself.
+func TestListenerAnnotate(t *testing.T) {
+	var seen []string
+	annotate := func(e *Event) {
+		seen = append(seen, e.Type)
+		e.TraceID, e.SpanID = "t-"+e.Type, "s"
+	}
+	h := listen(t, ListenerOptions{Filter: Filter{ExcludeTypes: []string{"platform.start"}, Annotate: annotate}})
+	body := []byte(`[{"time":"2025-06-01T08:00:00.100Z","type":"platform.start","record":{"requestId":"` + exampleRequestID + `"}},` +
+		`{"time":"2025-06-01T08:00:00.101Z","type":"function","record":"plain text"}]`)
+	if code := h.post(t, body); code != http.StatusOK {
+		t.Fatalf("POST answered %d", code)
+	}
+	for _, e := range h.next(2) {
+		if e.TraceID != "t-"+e.Type {
+			t.Errorf("OnEvent saw %s with trace %q", e.Type, e.TraceID)
+		}
+	}
+	buffered := h.buf.Take(100, 1<<30)
+	if len(buffered) != 1 || buffered[0].TraceID != "t-function" || buffered[0].SpanID != "s" {
+		t.Errorf("buffered %+v", buffered)
+	}
+	if strings.Join(seen, ",") != "platform.start,function" {
+		t.Errorf("Annotate saw %v", seen)
+	}
+	if !(Filter{Annotate: annotate}).Active() || !(Filter{Annotate: annotate}).Keep(&Event{Type: "x"}) {
+		t.Error("an annotating filter must be active and keep everything")
 	}
 }

@@ -175,6 +175,8 @@ type Server struct {
 	schemas map[string]map[string]string
 	// changed is closed and replaced whenever the log changes, to wake Wait.
 	changed chan struct{}
+	// otlp is what the OTLP routes received (otlp.go).
+	otlp otlpStore
 	// inflight counts running handlers; idle is closed when it drops to 0
 	// while Close waits.
 	inflight int
@@ -398,6 +400,7 @@ func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reqs, s.recs, s.faults = nil, nil, nil
+	s.otlp = otlpStore{}
 	s.faultFunc, s.latency, s.calls = nil, 0, 0
 	s.schemas, s.bodyFault = nil, nil
 	s.notifyLocked()
@@ -476,6 +479,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.logRequest(e)
 		status := s.healthz(w, r)
 		s.finish(e, status, 0, 0)
+		return
+	}
+	if org, signal, ok := matchOTLPRoute(path); ok {
+		s.serveOTLP(w, r, org, signal) // otlp.go
 		return
 	}
 	org, stream, ok := matchJSONRoute(path)
