@@ -2,8 +2,8 @@ package tests
 
 import (
 	"fmt"
-	"os"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"

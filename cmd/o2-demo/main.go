@@ -197,4 +197,3 @@ func run(ctx context.Context, args []string) error {
 	}
 	return nil
 }
-
