@@ -24,7 +24,7 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Environ(), os.Stdout, os.Stderr); err != nil {
 		var ee exitError
 		if errors.As(err, &ee) {
 			if ee.msg != "" {
@@ -46,8 +46,9 @@ type exitError struct {
 func (e exitError) Error() string { return fmt.Sprintf("exit %d: %s", e.code, e.msg) }
 
 // run is the whole program, with its environment passed in so tests can run
-// it in-process.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// it in-process: getenv reads one variable, environ lists them all (as
+// os.Environ does; only to warn about misspelt O2_* names).
+func run(ctx context.Context, args []string, getenv func(string) string, environ []string, stdout, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("o2-extension", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard) // we print usage ourselves, once
 	healthCheck := fs.Bool("health-check", false, "validate the configuration and check that OpenObserve accepts it, then exit")
@@ -74,9 +75,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, "o2-extension: --send-test-record goes with --health-check")
 		return exitError{code: 2}
 	case *healthCheck:
-		return runHealthCheck(ctx, getenv, stdout, *sendTest)
+		return runHealthCheck(ctx, getenv, environ, stdout, healthCheckOptions{sendTest: *sendTest, budget: healthCheckBudget})
 	}
-	return runExtension(ctx, getenv, stdout)
+	return runExtension(ctx, getenv, environ, stdout)
 }
 
 func usage(w io.Writer, fs *pflag.FlagSet) {
