@@ -54,7 +54,7 @@ func TestHealthCheck(t *testing.T) {
 		dontWant []string
 	}{
 		{name: "healthy", env: map[string]string{"O2_ENDPOINT": stand.URL()}, sendTest: true, wantOK: true,
-			want: []string{"O2_AUTHORIZATION_HEADER=Basic <redacted>\n", "[ok  ] reachable", "[ok  ] credentials", "[ok  ] test record", "verdict: healthy"},
+			want:     []string{"O2_AUTHORIZATION_HEADER=Basic <redacted>\n", "[ok  ] reachable", "[ok  ] credentials", "[ok  ] test record", "verdict: healthy"},
 			dontWant: []string{"chars", o2test.DefaultSecret}},
 		// The dump shows the values as set, not the defaults that replace them.
 		{name: "invalid values shown as set",

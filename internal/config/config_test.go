@@ -488,7 +488,10 @@ func TestLoadRepairs(t *testing.T) {
 			}},
 		{"max delay low", map[string]string{"O2_MAX_RETRY_DELAY_MS": "9"},
 			"O2_MAX_RETRY_DELAY_MS: 9 is out of range (allowed 10..300000); using 10",
-			func(c *config.Config) { c.MaxRetryDelay = 10 * time.Millisecond; c.InitialRetryDelay = 10 * time.Millisecond }},
+			func(c *config.Config) {
+				c.MaxRetryDelay = 10 * time.Millisecond
+				c.InitialRetryDelay = 10 * time.Millisecond
+			}},
 		{"log level", map[string]string{"O2_LOG_LEVEL": "verbose"},
 			`O2_LOG_LEVEL: "verbose" is not a log level (allowed trace, debug, info, warn, error); using the default info`, nil},
 		{"port privileged", map[string]string{"O2_LISTENER_PORT": "80"},

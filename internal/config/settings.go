@@ -95,7 +95,7 @@ var settings = []setting{
 	nonEmptyString(envStream, "OpenObserve stream the logs go to",
 		func(c *Config) *string { return &c.Stream }),
 	{
-		name: envAuthorization,
+		name:  envAuthorization,
 		desc:  "required, secret: the Authorization header sent as is, e.g. 'Basic <base64 of email:password or ingestion token>'",
 		fatal: true,
 		// Only trimmed here: the value is a secret, so all judging (and its
@@ -392,7 +392,7 @@ func intSetting(name, desc, unit string, p func(*Config) *int, lo, hi int) setti
 			}
 			return nil
 		},
-		fix: func(c *Config) bool { *p(c) = min(max(*p(c), lo), hi); return true },
+		fix:  func(c *Config) bool { *p(c) = min(max(*p(c), lo), hi); return true },
 		show: func(c Config) string { return strconv.Itoa(*p(&c)) },
 	}
 }
