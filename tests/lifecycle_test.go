@@ -118,6 +118,41 @@ func TestFailOpenWithoutConfiguration(t *testing.T) {
 	}
 }
 
+// A tunable out of range or unreadable never stops the logs: it is clamped
+// or defaulted with one warning each; a misspelt variable is named with the
+// closest known one; and one line at start says what runs and where it
+// sends.
+func TestBadTunablesStillForward(t *testing.T) {
+	t.Parallel()
+	h := start(t, lambdatest.Options{}, true,
+		"O2_BATCH_SIZE=100000", "O2_FLUSH_INTERVAL_MS=50", "O2_MAX_RETRIES=abc", "O2_STREEM=x")
+	line := lambdatest.ScenarioLine("tunables", 0, 0, 80)
+	res, err := h.p.Invoke(t.Context(), lambdatest.Invocation{Lines: []string{line}})
+	if err != nil || res.TimedOut {
+		t.Fatalf("invoke: %+v %v", res, err)
+	}
+	h.shutdown()
+	if got := h.marked("tunables"); got[line] != 1 {
+		t.Errorf("line stored %d times, want 1: a bad tunable must not disable forwarding\n%s", got[line], tail(h.p.Output()))
+	}
+	out := h.p.Output()
+	host := strings.TrimPrefix(h.o2.URL(), "http://")
+	for _, want := range []string{
+		"O2_BATCH_SIZE: 100000 is out of range (allowed 1..10000); using 10000",
+		"O2_FLUSH_INTERVAL_MS: 50 is out of range (allowed 100..600000); using 100",
+		`O2_MAX_RETRIES: \"abc\" is not a whole number (allowed 0..10); using the default 3`,
+		"O2_STREEM is not a variable of the extension and is ignored; did you mean O2_STREAM?",
+		"msg=\"o2-extension starting\" endpoint=\"" + host + "\" ext=o2-extension org=default strategy=auto stream=lambda_logs version=dev",
+	} {
+		if n := strings.Count(out, want); n != 1 {
+			t.Errorf("output has %q %d times, want once:\n%s", want, n, out)
+		}
+	}
+	if strings.Contains(out, "configuration is invalid") {
+		t.Errorf("a bad tunable failed the configuration:\n%s", out)
+	}
+}
+
 // A platform whose Telemetry API answers 202 (as AWS's emulator does): the
 // extension says so once and never waits for events that will not come.
 func TestTelemetryNotSupported(t *testing.T) {

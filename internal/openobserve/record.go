@@ -27,6 +27,12 @@ const truncMarkerMax = len("…[truncated  bytes]") + 20
 // stream, so it is skipped.
 var reservedKeys = []string{"_timestamp", "type", "record", "requestid", "level", "part", "truncated"}
 
+// ReservedKeys returns the record keys the encoder writes itself, normalised
+// (lower case). config refuses them in O2_FIELDS with its own copy of the
+// list, as config imports only the standard library; a test in
+// cmd/o2-extension fails when the two drift apart.
+func ReservedKeys() []string { return slices.Clone(reservedKeys) }
+
 // encoder turns events into OpenObserve records. It is immutable once built
 // and safe for concurrent use.
 type encoder struct {
