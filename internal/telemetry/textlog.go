@@ -13,7 +13,6 @@ import "strings"
 // and the request id of a line printed after its invocation ended (a
 // callback, a background task) is its own, not the next one's.
 
-
 // textPrefix reads a runtime's prefix from a text-format record, raw being
 // the record as a JSON string (tabs escaped as \t). It returns the request id
 // (a subslice of raw) and the level, or nil and "" when the line has no such
