@@ -83,9 +83,10 @@ func (e *encoder) sizeHint(ev *telemetry.Event) int {
 	return len(ev.Record) + len(ev.Type) + len(ev.RequestID) + len(ev.Level) + len(e.fields) + 80
 }
 
-// AppendRecords encodes evs as OpenObserve records, one JSON object each,
-// and appends them to dst. o supplies MaxRecordBytes and Fields (nil means
-// the defaults and no fields).
+// encodeAll encodes evs as OpenObserve records, one JSON object each, into
+// one buffer. It returns the buffer and the end offset of every record;
+// owners, when not nil, receives for every record the index of the event it
+// came from.
 //
 // A record has the keys, in this order: "_timestamp" (integer µs from
 // Event.Time, left out for a zero time so that OpenObserve stamps it),
@@ -103,42 +104,6 @@ func (e *encoder) sizeHint(ev *telemetry.Event) int {
 // JSON text as a truncated string. Invalid UTF-8 and lone UTF-16 surrogates
 // are replaced by U+FFFD: OpenObserve's parser refuses them and would fail the
 // whole batch.
-//
-// All records share one backing array: the slices appended to dst must be
-// treated as read-only.
-func AppendRecords(dst [][]byte, evs []telemetry.Event, o *Options) [][]byte {
-	var oo Options
-	if o != nil {
-		oo = *o
-	}
-	oo.setDefaults()
-	e := newEncoder(oo.Fields, oo.MaxRecordBytes)
-	buf, ends := e.encodeAll(evs, nil)
-	start := 0
-	for _, end := range ends {
-		dst = append(dst, buf[start:end:end])
-		start = end
-	}
-	return dst
-}
-
-// AppendRecords is the package-level AppendRecords with the client's
-// options. It reuses the client's pre-encoded static fields, so it costs two
-// allocations per call (the records' shared buffer and their offsets) plus
-// dst's growth.
-func (c *Client) AppendRecords(dst [][]byte, evs []telemetry.Event) [][]byte {
-	buf, ends := c.enc.encodeAll(evs, nil)
-	start := 0
-	for _, end := range ends {
-		dst = append(dst, buf[start:end:end])
-		start = end
-	}
-	return dst
-}
-
-// encodeAll encodes evs into one buffer. It returns the buffer and the end
-// offset of every record; owners, when not nil, receives for every record
-// the index of the event it came from.
 func (e *encoder) encodeAll(evs []telemetry.Event, owners *[]int) ([]byte, []int) {
 	n := 0
 	for i := range evs {
