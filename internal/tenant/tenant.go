@@ -252,4 +252,3 @@ func (t *Tracker) emitLocked(m mark, r report) []telemetry.Event {
 		Flat:      true,
 	}}
 }
-
