@@ -119,10 +119,10 @@ build() {
 			go build -trimpath -buildvcs=false \
 			-ldflags "-s -w -X main.version=$v" \
 			-o "$stage/$arch/$name" "$pkg"
-		go run ./scripts/mkzip -bin "$stage/$arch/$name" -o "$stage/$arch.zip" \
+		go run ./cmd/mkzip -bin "$stage/$arch/$name" -o "$stage/$arch.zip" \
 			-comment "$name $v linux/$goarch"
 		# Check before publishing to DIST_DIR: a bad zip never lands there.
-		go run ./scripts/checkzip -arch "$arch" "$stage/$arch.zip" |
+		go run ./cmd/checkzip -arch "$arch" "$stage/$arch.zip" |
 			sed "s|$stage/$arch.zip|$zip|"
 		mv -f "$stage/$arch.zip" "$zip"
 		# deploy.sh puts the version in the layer's description.
