@@ -275,7 +275,7 @@ func newLogger(level string, w io.Writer) *logrus.Entry {
 	return logrus.NewEntry(l).WithField("ext", "o2-extension")
 }
 
-// startFields are the fields of the start line: the version, where the logs
+// startFields are the fields of the start line: the version and commit, where the logs
 // go (the endpoint's host only: no credentials, path or query), and how they
 // are flushed.
 func startFields(cfg config.Config) logrus.Fields {
@@ -285,13 +285,17 @@ func startFields(cfg config.Config) logrus.Fields {
 	} else {
 		host = "(invalid)"
 	}
-	return logrus.Fields{
+	f := logrus.Fields{
 		"version":  version,
 		"endpoint": host,
 		"org":      cfg.Organization,
 		"stream":   cfg.Stream,
 		"strategy": string(cfg.FlushStrategy),
 	}
+	if c := buildCommit(); c != "" {
+		f["commit"] = c
+	}
+	return f
 }
 
 // oneLine joins every problem of a joined error on one line.

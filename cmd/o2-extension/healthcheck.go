@@ -33,7 +33,7 @@ type healthCheckOptions struct {
 // the endpoint, so no credentials can be checked there.
 func runHealthCheck(ctx context.Context, getenv func(string) string, environ []string, w io.Writer, o healthCheckOptions) error {
 	cfg, warnings, cfgErr := config.Load(getenv, environ)
-	fmt.Fprintf(w, "o2-extension %s health check\n", version)
+	fmt.Fprintf(w, "o2-extension %s health check\n", versionString())
 	for _, line := range cfg.Redacted() {
 		fmt.Fprintf(w, "  %s\n", line)
 	}

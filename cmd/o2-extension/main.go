@@ -13,13 +13,53 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/pflag"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set at build time by build.sh, with -ldflags
+// "-X main.version=... -X main.commit=...": the release version (the
+// VERSION file) and the commit it was built from.
+var (
+	version = "dev"
+	commit  = ""
+)
+
+// versionString is the version with its commit, e.g. "0.1.0 (commit
+// 1dc10af2b3c4)".
+func versionString() string {
+	if c := buildCommit(); c != "" {
+		return version + " (commit " + c + ")"
+	}
+	return version
+}
+
+// buildCommit is the stamped commit; without one (go build, go run) the
+// one the go command recorded, if any; else "".
+func buildCommit() string {
+	if commit != "" {
+		return commit
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision" && len(s.Value) >= 12:
+			rev = s.Value[:12]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "-dirty"
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	return rev + dirty
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -69,7 +109,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, environ
 		usage(stdout, fs)
 		return nil
 	case *showVersion:
-		fmt.Fprintln(stdout, "o2-extension", version)
+		fmt.Fprintln(stdout, "o2-extension", versionString())
 		return nil
 	case *sendTest && !*healthCheck:
 		fmt.Fprintln(stderr, "o2-extension: --send-test-record goes with --health-check")
