@@ -1,6 +1,11 @@
 package tests
 
 import (
+	"encoding/pem"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -353,5 +358,44 @@ func TestFilterLeavesOutWhatIsSentOnly(t *testing.T) {
 	// 10 INFO lines and two of each excluded type.
 	if n := trustNum(trustSummary(t, h)["record_filteredevents"]); n != 14 {
 		t.Errorf("summary filteredEvents = %d, want 14", n)
+	}
+}
+
+// A self-hosted OpenObserve with a private CA (the README's recipe):
+// SSL_CERT_FILE names a bundle holding that CA, and the extension trusts
+// it; without it, the certificate is refused and said so.
+func TestPrivateCAWithSSLCertFile(t *testing.T) {
+	t.Parallel()
+	o2 := o2test.New(o2test.Options{Orgs: []string{org}})
+	srv := httptest.NewTLSServer(o2.Handler())
+	t.Cleanup(srv.Close)
+	bundle := filepath.Join(t.TempDir(), "ca-bundle.pem")
+	pemCert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(bundle, pemCert, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := append([]string{"O2_ENDPOINT=" + srv.URL}, o2Env(o2)[1:]...)
+	for _, tc := range []struct {
+		name     string
+		env      []string
+		wantCode int
+		want     []string
+	}{
+		{"trusted through SSL_CERT_FILE", append(slices.Clone(env), "SSL_CERT_FILE="+bundle), 0,
+			[]string{"[ok  ] reachable", "[ok  ] credentials", "verdict: healthy"}},
+		{"not trusted without it", slices.Clone(env), 1,
+			[]string{"[FAIL] reachable", "TLS certificate not trusted", "[skip] credentials"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, code := runBinary(t, tc.env, "--health-check")
+			if code != tc.wantCode {
+				t.Errorf("exit code = %d, want %d\n%s", code, tc.wantCode, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
 	}
 }

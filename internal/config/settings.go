@@ -74,7 +74,7 @@ func isOutOfRange(err error) bool {
 var settings = []setting{
 	{
 		name:  envEndpoint,
-		desc:  "OpenObserve base URL, http:// or https://, without /api; a trailing '/' is dropped",
+		desc:  "OpenObserve base URL, http:// or https://, without /api (a trailing /api is dropped, with a warning); a trailing '/' is dropped",
 		fatal: true,
 		parse: func(c *Config, v string) error { c.Endpoint = strings.TrimRight(v, "/"); return nil },
 		check: func(c Config) error { return checkEndpoint(c.Endpoint) },
