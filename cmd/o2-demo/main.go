@@ -78,7 +78,8 @@ type flags struct {
 func parseFlags(args []string, out io.Writer) (flags, error) {
 	var f flags
 	fs := pflag.NewFlagSet("o2-demo", pflag.ContinueOnError)
-	fs.SetOutput(out)
+	fs.SetOutput(io.Discard) // the error is printed once, by main
+	fs.Usage = func() { fmt.Fprintf(out, "Usage of o2-demo:\n%s", fs.FlagUsages()) }
 	fs.IntVar(&f.invocations, "invocations", 6, "how many invocations (at least 1)")
 	fs.Float64Var(&f.rate, "rate", 0, "invocations per second (0: use --gap)")
 	fs.DurationVar(&f.gap, "gap", 500*time.Millisecond, "idle (frozen) time between invocations")
