@@ -130,6 +130,9 @@ func parseFlags(args []string, out io.Writer) (flags, error) {
 }
 
 func run(ctx context.Context, args []string, e env, stdout io.Writer) error {
+	// The extension's lines are printed from the platform's goroutines
+	// while run prints its own.
+	stdout = &syncWriter{w: stdout}
 	f, err := parseFlags(args, stdout)
 	if err != nil {
 		return err
@@ -291,6 +294,18 @@ func run(ctx context.Context, args []string, e env, stdout io.Writer) error {
 		return exitError{code: 1, msg: "no function line reached OpenObserve: " + ext.reason()}
 	}
 	return nil
+}
+
+// syncWriter serialises writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
 }
 
 // plural writes n and the noun, with an s unless n is 1.
