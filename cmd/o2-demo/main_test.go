@@ -105,7 +105,7 @@ func closedURL(t *testing.T) string {
 // shows the extension's errors, warnings and mode changes, and it fails
 // when nothing arrived, saying why.
 func TestDemo(t *testing.T) {
-	real := o2test.Run(t, o2test.Options{Orgs: []string{"acme"}})
+	stand := o2test.Run(t, o2test.Options{Orgs: []string{"acme"}})
 	auth := o2test.BasicAuth(o2test.DefaultEmail, o2test.DefaultSecret)
 	tests := []struct {
 		name     string
@@ -125,14 +125,14 @@ func TestDemo(t *testing.T) {
 		{name: "mode change shown", args: []string{"--invocations", "12", "--rate", "100", "--lines", "1"},
 			want: []string{`extension: level=info msg="flush mode: continuous`}},
 		{name: "real endpoint without org or credentials", args: []string{"--invocations", "1", "--lines", "1"},
-			vars: map[string]string{"O2_ENDPOINT": real.URL()}, wantCode: 1,
+			vars: map[string]string{"O2_ENDPOINT": stand.URL()}, wantCode: 1,
 			want: []string{"extension: level=error", "the extension delivered nothing to OpenObserve", "O2_ORGANIZATION_ID is required"}},
 		{name: "real endpoint unreachable", args: []string{"--invocations", "1", "--lines", "1"},
 			vars: map[string]string{"O2_ENDPOINT": closedURL(t), "O2_ORGANIZATION_ID": "acme", "O2_AUTHORIZATION_HEADER": auth,
 				"O2_MAX_RETRIES": "0"}, wantCode: 1,
 			want: []string{"the extension delivered nothing to OpenObserve", "connection refused"}},
 		{name: "real endpoint", args: []string{"--invocations", "1", "--lines", "1"},
-			vars: map[string]string{"O2_ENDPOINT": real.URL(), "O2_ORGANIZATION_ID": "acme", "O2_AUTHORIZATION_HEADER": auth,
+			vars: map[string]string{"O2_ENDPOINT": stand.URL(), "O2_ORGANIZATION_ID": "acme", "O2_AUTHORIZATION_HEADER": auth,
 				"O2_STREAM": "my_stream"},
 			want: []string{"the extension delivered ", `SELECT * FROM "my_stream" WHERE`}, dontWant: []string{"<stream>"}},
 	}
