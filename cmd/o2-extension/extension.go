@@ -279,11 +279,9 @@ func newLogger(level string, w io.Writer) *logrus.Entry {
 // go (the endpoint's host only: no credentials, path or query), and how they
 // are flushed.
 func startFields(cfg config.Config) logrus.Fields {
-	host := cfg.Endpoint
+	host := "(invalid)"
 	if u, err := url.Parse(cfg.Endpoint); err == nil && u.Host != "" {
 		host = u.Host
-	} else {
-		host = "(invalid)"
 	}
 	f := logrus.Fields{
 		"version":  version,
