@@ -24,19 +24,26 @@ Subcommands:
   build    (default) build the extension for linux/amd64 and linux/arm64 and
            package DIST_DIR/o2-extension-x86_64.zip and o2-extension-arm64.zip,
            each holding extensions/o2-extension (mode 0755); check each zip
-           (layout, run bit, ELF machine, static) and print its size
+           (layout, run bit, ELF machine, static) and print its size; also
+           leave DIST_DIR/o2-extension, built for this machine, to run
+           --health-check locally
   test     the project's full test suite: check, go test -race ./..., then a
            short fuzz of the telemetry decoder (FUZZTIME, default 10s)
   check    go vet ./... and gofmt (fails listing unformatted files)
-  clean    remove the zips and version files from DIST_DIR
-  version  print the version the build would stamp into the binary
+  clean    remove the zips, version files and local binary from DIST_DIR
+  version  print the version the build would stamp into the binary (the
+           commit is stamped next to it)
   help     print this help
 
 Variables:
-  BUILD_TARGETS  x86_64, arm64, or both (default: "x86_64 arm64")
+  BUILD_TARGETS  x86_64 (or amd64), arm64 (or aarch64), or both
+                 (default: "x86_64 arm64")
   DIST_DIR       where the zips go (default: dist in the repository)
-  BUILD_VERSION  the version to stamp (default: git describe --tags --always
-                 --dirty in a git checkout, else the VERSION file, else "dev")
+  BUILD_VERSION  the release version to stamp (default: the VERSION file,
+                 else "dev")
+  BUILD_COMMIT   the commit to stamp next to it (default: git rev-parse
+                 --short=12 HEAD, with -dirty for uncommitted changes, in a
+                 git checkout; else none)
 
 The zips are reproducible: the same commit, Go version and BUILD_VERSION give
 byte-identical zips (fixed timestamps and entry order, -trimpath).
@@ -55,19 +62,28 @@ need_go() {
 		if [[ -x /usr/local/go/bin/go ]]; then
 			PATH=/usr/local/go/bin:$PATH
 		else
-			die "the go command is not in PATH (install Go 1.26 from https://go.dev/dl/)"
+			die "the go command is not in PATH (install Go $(go_version) or later from https://go.dev/dl/)"
 		fi
 	fi
 }
 
-# version prints the version to stamp: BUILD_VERSION, else git describe in
-# a git checkout, else the VERSION file (release tarballs have no .git),
-# else "dev". It refuses characters that -ldflags -X would split on.
+# go_version prints the Go version go.mod requires (its go line).
+go_version() {
+	local line
+	while read -r line; do
+		if [[ $line == "go "* ]]; then
+			printf '%s\n' "${line#go }"
+			return
+		fi
+	done <go.mod
+	echo 1.26
+}
+
+# version prints the release version to stamp: BUILD_VERSION, else the
+# VERSION file, else "dev". It refuses characters that -ldflags -X would
+# split on.
 version() {
 	local v=${BUILD_VERSION:-}
-	if [[ -z $v ]] && command -v git >/dev/null 2>&1 && git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-		v=$(git describe --tags --always --dirty 2>/dev/null || true)
-	fi
 	if [[ -z $v && -f VERSION ]]; then
 		read -r v <VERSION || true
 	fi
@@ -78,6 +94,23 @@ version() {
 	printf '%s\n' "$v"
 }
 
+# commit prints the commit to stamp next to the version: BUILD_COMMIT, else
+# the checkout's HEAD (with -dirty for uncommitted changes), else nothing
+# (a release tarball has no .git).
+commit() {
+	local c=${BUILD_COMMIT:-}
+	if [[ -z $c ]] && command -v git >/dev/null 2>&1 && git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+		c=$(git rev-parse --short=12 HEAD 2>/dev/null || true)
+		if [[ -n $c && -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]]; then
+			c=$c-dirty
+		fi
+	fi
+	if [[ -n $c && ! $c =~ ^[A-Za-z0-9][A-Za-z0-9._+-]*$ ]]; then
+		die "commit \"$c\" may only hold letters, digits and . _ + -"
+	fi
+	printf '%s\n' "$c"
+}
+
 # targets prints the Lambda architectures to build, one a line, from
 # BUILD_TARGETS (spaces or commas; Go's names are accepted too).
 targets() {
@@ -86,15 +119,17 @@ targets() {
 		case $t in
 		x86_64 | amd64) echo x86_64 ;;
 		arm64 | aarch64) echo arm64 ;;
-		*) die "BUILD_TARGETS: unknown target \"$t\" (want x86_64 and/or arm64)" ;;
+		*) die "BUILD_TARGETS: unknown target \"$t\" (want x86_64 (or amd64) and/or arm64 (or aarch64))" ;;
 		esac
 	done | awk '!seen[$0]++' # keep the order, drop repeats
 }
 
 build() {
 	need_go
-	local v dist stage arches arch goarch
+	local v c ldflags dist stage arches arch goarch hostos hostarch
 	v=$(version)
+	c=$(commit)
+	ldflags="-s -w -X main.version=$v${c:+ -X main.commit=$c}"
 	arches=$(targets)
 	[[ -n $arches ]] || die "BUILD_TARGETS names no target"
 	dist=${DIST_DIR:-dist}
@@ -109,7 +144,7 @@ build() {
 		arm64) goarch=arm64 ;;
 		esac
 		local zip=$dist/$name-$arch.zip
-		echo "==> $name $v for linux/$goarch"
+		echo "==> $name $v${c:+ (commit $c)} for linux/$goarch"
 		# CGO_ENABLED=0: a static binary, as Lambda's /opt holds no libc of
 		# ours. -trimpath and -buildvcs=false: no path or checkout state in
 		# the binary, so it depends on the sources alone. GOAMD64/GOARM64
@@ -117,18 +152,34 @@ build() {
 		# so a developer's own setting changes nothing.
 		env CGO_ENABLED=0 GOOS=linux GOARCH=$goarch GOAMD64=v1 GOARM64=v8.0 \
 			go build -trimpath -buildvcs=false \
-			-ldflags "-s -w -X main.version=$v" \
+			-ldflags "$ldflags" \
 			-o "$stage/$arch/$name" "$pkg"
-		go run ./scripts/mkzip -bin "$stage/$arch/$name" -o "$stage/$arch.zip" \
+		go run ./cmd/mkzip -bin "$stage/$arch/$name" -o "$stage/$arch.zip" \
 			-comment "$name $v linux/$goarch"
 		# Check before publishing to DIST_DIR: a bad zip never lands there.
-		go run ./scripts/checkzip -arch "$arch" "$stage/$arch.zip" |
+		go run ./cmd/checkzip -arch "$arch" "$stage/$arch.zip" |
 			sed "s|$stage/$arch.zip|$zip|"
 		mv -f "$stage/$arch.zip" "$zip"
 		# deploy.sh puts the version in the layer's description.
 		printf '%s\n' "$v" >"$dist/$name-$arch.version"
 	done
+	# A binary for this machine, for ./dist/o2-extension --health-check: the
+	# Linux one just built when it fits, else one more build.
+	hostos=$(go env GOOS)
+	hostarch=$(go env GOARCH)
+	case $hostos/$hostarch in
+	linux/amd64) arch=x86_64 ;;
+	linux/arm64) arch=arm64 ;;
+	*) arch= ;;
+	esac
+	if [[ -n $arch && -f $stage/$arch/$name ]]; then
+		cp -f "$stage/$arch/$name" "$dist/$name"
+	else
+		echo "==> $name $v for $hostos/$hostarch (this machine)"
+		env CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "$ldflags" -o "$dist/$name" "$pkg"
+	fi
 	echo "==> done: $(for arch in $arches; do printf '%s ' "$dist/$name-$arch.zip"; done)"
+	echo "    and $dist/$name for this machine ($hostos/$hostarch): $dist/$name --health-check"
 }
 
 check() {
@@ -151,7 +202,7 @@ check() {
 clean() {
 	local dist=${DIST_DIR:-dist}
 	# Only what build writes, so a DIST_DIR pointing anywhere is safe.
-	rm -f "$dist/$name"-*.zip "$dist/$name"-*.version
+	rm -f "$dist/$name"-*.zip "$dist/$name"-*.version "$dist/$name"
 	if [[ -d $dist ]]; then
 		rmdir "$dist" 2>/dev/null || true
 	fi

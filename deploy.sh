@@ -22,17 +22,18 @@ readonly info_dir=${DEPLOY_INFO_DIR:-$PWD}
 readonly name=o2-extension
 
 # The runtimes a layer version is tagged with. Lambda allows at most 15
-# (publish-layer-version's CompatibleRuntimes), so the list is the current
-# runtimes that run extensions, minus nodejs18.x, the first of them
-# deprecated (2025-09-01). The tag only filters list-layers and the
-# console: the layer attaches to a function on any runtime, and
-# COMPATIBLE_RUNTIMES replaces the list.
+# (publish-layer-version's CompatibleRuntimes), so the list is the newest
+# runtimes that run extensions: the deprecated or soon deprecated ones
+# (python3.9, nodejs20.x, ruby3.2) made room for python3.14, nodejs24.x and
+# ruby3.4. The tag only filters list-layers and the console: the layer
+# attaches to a function on any runtime, and COMPATIBLE_RUNTIMES replaces
+# the list.
 readonly default_runtimes="provided.al2023 provided.al2
-python3.13 python3.12 python3.11 python3.10 python3.9
-nodejs22.x nodejs20.x
+python3.14 python3.13 python3.12 python3.11 python3.10
+nodejs24.x nodejs22.x
 java21 java17 java11
 dotnet8
-ruby3.3 ruby3.2"
+ruby3.4 ruby3.3"
 readonly max_runtimes=15
 
 usage() {
@@ -54,14 +55,15 @@ Variables:
                     configuration: aws configure get region)
   AWS_PROFILE       the CLI profile to use (read by the aws CLI itself)
   AWS_ENDPOINT_URL  send every aws call there (e.g. a moto_server for tests)
-  DEPLOY_ARCH       x86_64 or arm64: only that architecture (default: both)
+  DEPLOY_ARCH       x86_64 (or amd64) or arm64 (or aarch64): only that
+                    architecture (default: both)
   LAYER_NAME        layer name prefix; the layer is <LAYER_NAME>-<arch>
                     (default: o2-extension, giving o2-extension-x86_64 and
                     o2-extension-arm64)
   COMPATIBLE_RUNTIMES  the runtimes to tag the versions with, space separated,
                     at most 15 (default: provided.al2023, provided.al2,
-                    python3.9-3.13, nodejs20.x-22.x, java11-21, dotnet8,
-                    ruby3.2-3.3)
+                    python3.10-3.14, nodejs22.x and 24.x, java11-21,
+                    dotnet8, ruby3.3-3.4)
   DIST_DIR          where build.sh put the zips (default: dist)
   DEPLOY_INFO_DIR   where deployment-info-<arch>.txt goes (default: the
                     repository)
@@ -114,7 +116,7 @@ case ${DEPLOY_ARCH:-} in
 x86_64 | amd64) arches=(x86_64) ;;
 arm64 | aarch64) arches=(arm64) ;;
 "" | all | both) arches=(x86_64 arm64) ;;
-*) die "DEPLOY_ARCH=\"$DEPLOY_ARCH\": want x86_64 or arm64 (or unset for both)" ;;
+*) die "DEPLOY_ARCH=\"$DEPLOY_ARCH\": want x86_64 (or amd64) or arm64 (or aarch64), or unset for both" ;;
 esac
 
 prefix=${LAYER_NAME:-$name}
@@ -152,25 +154,55 @@ fi
 export AWS_PAGER=""
 
 region=${AWS_REGION:-${AWS_DEFAULT_REGION:-}}
+region_from=AWS_REGION
+[[ -n ${AWS_REGION:-} || -z $region ]] || region_from=AWS_DEFAULT_REGION
 if [[ -z $region ]]; then
 	region=$(aws configure get region 2>/dev/null || true)
+	region_from="the CLI's configured region"
 fi
 [[ -n $region ]] ||
 	die "no AWS region: set AWS_REGION (e.g. AWS_REGION=us-east-1 ./deploy.sh) or run aws configure set region REGION${AWS_PROFILE:+ --profile $AWS_PROFILE}"
+# A region name is a partition-style prefix, a direction and a number
+# (us-east-1, eu-central-2, us-gov-west-1, cn-north-1); a typo would
+# otherwise surface as an unreachable endpoint or, worse, as bad
+# credentials.
+if [[ ! $region =~ ^[a-z]{2}(-[a-z]+)+-[0-9]+$ ]]; then
+	die "$region_from \"$region\" is not a region name (e.g. us-east-1, eu-west-1, ap-southeast-2)"
+fi
 
 # Every call names the region, and the endpoint when one is set: the aws
-# CLI v1 does not read AWS_ENDPOINT_URL itself.
+# CLI v1 does not read AWS_ENDPOINT_URL itself. A failed call stops the
+# script with exit 1, like every other failure (the CLI itself exits 252,
+# 253, 254 or 255), naming the call; the CLI has printed why.
 aws_opts=(--region "$region")
 if [[ -n ${AWS_ENDPOINT_URL:-} ]]; then
 	aws_opts+=(--endpoint-url "$AWS_ENDPOINT_URL")
 fi
-awscli() { aws "$@" "${aws_opts[@]}"; }
+awscli() {
+	local rc=0
+	aws "$@" "${aws_opts[@]}" || rc=$?
+	if ((rc != 0)); then
+		die "aws $1 $2 failed (exit $rc) in region $region${AWS_ENDPOINT_URL:+ at $AWS_ENDPOINT_URL}; see the CLI's message above"
+	fi
+}
 
-if ! ident=$(awscli sts get-caller-identity --query '[Account,Arn]' --output text 2>&1); then
-	# The CLI's message is its last non-empty line.
+if ! ident=$(aws sts get-caller-identity --query '[Account,Arn]' --output text "${aws_opts[@]}" 2>&1); then
+	# The CLI's message is its last non-empty line. Say what failed: a
+	# network or endpoint problem is not a credentials problem.
 	msg=$(printf '%s\n' "$ident" | sed '/^[[:space:]]*$/d' | tail -n 1)
-	die "no usable AWS credentials (aws sts get-caller-identity: $msg)
+	case $msg in
+	*"Could not connect to the endpoint URL"* | *"Connect timeout"* | *"Read timeout"* | *"Connection was closed"* | *"Failed to resolve"* | *"Name or service not known"* | *"SSL validation failed"*)
+		die "cannot reach AWS STS in region $region${AWS_ENDPOINT_URL:+ at $AWS_ENDPOINT_URL} (aws sts get-caller-identity: $msg)
+  Check AWS_REGION${AWS_ENDPOINT_URL:+ and AWS_ENDPOINT_URL}, and the network (proxy, VPN, firewall)."
+		;;
+	*"Unable to locate credentials"* | *"InvalidClientTokenId"* | *"SignatureDoesNotMatch"* | *"ExpiredToken"* | *"security token"* | *"AuthFailure"* | *"could not be found"* | *"profile"*)
+		die "no usable AWS credentials (aws sts get-caller-identity: $msg)
   Configure them with aws configure, AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."
+		;;
+	*)
+		die "aws sts get-caller-identity failed in region $region: $msg"
+		;;
+	esac
 fi
 read -r account identity <<<"$ident"
 echo "==> account $account as $identity, region $region${AWS_PROFILE:+, profile $AWS_PROFILE}${AWS_ENDPOINT_URL:+, endpoint $AWS_ENDPOINT_URL}"
@@ -231,6 +263,28 @@ EOF
 	done
 }
 
+# forget_arns removes the deleted ARNs ($@) of this region from every
+# DEPLOY_INFO_DIR/deployment-info-ARCH.txt, so that no file points at a
+# version that is gone; a file left with no entry is removed.
+forget_arns() {
+	local arch file tmp
+	for arch in "${arches[@]}"; do
+		file=$info_dir/deployment-info-$arch.txt
+		[[ -f $file ]] || continue
+		tmp=$(mktemp "$file.XXXXXX")
+		awk -v region="$region" -v gone="$*" '
+			BEGIN { n = split(gone, g, " "); for (i = 1; i <= n; i++) del[g[i]] = 1 }
+			$1 == region && ($2 in del) { next }
+			{ print }
+		' "$file" >"$tmp"
+		if grep -qv '^#' "$tmp"; then
+			mv -f "$tmp" "$file"
+		else
+			rm -f "$tmp" "$file" # only the header was left
+		fi
+	done
+}
+
 # version_arns prints the ARNs of a layer's versions, one a line, newest
 # first. An unknown layer has no versions (Lambda answers an empty list).
 version_arns() {
@@ -276,11 +330,18 @@ delete() {
 		read -r -p "Delete these ${#todo[@]} layer versions? [y/N] " answer || true
 		[[ $answer == [yY] || $answer == [yY][eE][sS] ]] || die "not confirmed: nothing deleted"
 	fi
+	local -a done_arns=()
 	for arn in "${todo[@]}"; do
 		# The layer's ARN is the version's without the last :N.
-		awscli lambda delete-layer-version --layer-name "${arn%:*}" --version-number "${arn##*:}"
+		if ! (awscli lambda delete-layer-version --layer-name "${arn%:*}" --version-number "${arn##*:}"); then
+			# Keep the files true to what still exists, then stop.
+			((${#done_arns[@]} == 0)) || forget_arns "${done_arns[@]}"
+			exit 1
+		fi
+		done_arns+=("$arn")
 		echo "    deleted $arn"
 	done
+	forget_arns "${done_arns[@]}"
 }
 
 case $cmd in

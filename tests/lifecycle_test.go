@@ -1,6 +1,11 @@
 package tests
 
 import (
+	"encoding/pem"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,6 +120,51 @@ func TestFailOpenWithoutConfiguration(t *testing.T) {
 	}
 	if n := h.o2.Calls(); n != 0 {
 		t.Errorf("OpenObserve got %d requests, want none", n)
+	}
+}
+
+// A tunable out of range or unreadable never stops the logs: it is clamped
+// or defaulted with one warning each; a misspelt variable is named with the
+// closest known one; and one line at start says what runs and where it
+// sends.
+func TestBadTunablesStillForward(t *testing.T) {
+	t.Parallel()
+	h := start(t, lambdatest.Options{}, true,
+		"O2_BATCH_SIZE=100000", "O2_FLUSH_INTERVAL_MS=50", "O2_MAX_RETRIES=abc", "O2_STREEM=x")
+	line := lambdatest.ScenarioLine("tunables", 0, 0, 80)
+	res, err := h.p.Invoke(t.Context(), lambdatest.Invocation{Lines: []string{line}})
+	if err != nil || res.TimedOut {
+		t.Fatalf("invoke: %+v %v", res, err)
+	}
+	h.shutdown()
+	if got := h.marked("tunables"); got[line] != 1 {
+		t.Errorf("line stored %d times, want 1: a bad tunable must not disable forwarding\n%s", got[line], tail(h.p.Output()))
+	}
+	out := h.p.Output()
+	host := strings.TrimPrefix(h.o2.URL(), "http://")
+	for _, want := range []string{
+		"O2_BATCH_SIZE: 100000 is out of range (allowed 1..10000); using 10000",
+		"O2_FLUSH_INTERVAL_MS: 50 is out of range (allowed 100..600000); using 100",
+		`O2_MAX_RETRIES: \"abc\" is not a whole number (allowed 0..10); using the default 3`,
+		"O2_STREEM is not a variable of the extension and is ignored; did you mean O2_STREAM?",
+		`msg="o2-extension starting"`,
+	} {
+		if n := strings.Count(out, want); n != 1 {
+			t.Errorf("output has %q %d times, want once:\n%s", want, n, out)
+		}
+	}
+	for line := range strings.Lines(out) {
+		if !strings.Contains(line, `msg="o2-extension starting"`) {
+			continue
+		}
+		for _, f := range []string{`endpoint="` + host + `"`, "org=default", "stream=lambda_logs", "strategy=auto", "version=dev"} {
+			if !strings.Contains(line, " "+f) {
+				t.Errorf("the start line lacks %s: %s", f, line)
+			}
+		}
+	}
+	if strings.Contains(out, "configuration is invalid") {
+		t.Errorf("a bad tunable failed the configuration:\n%s", out)
 	}
 }
 
@@ -308,5 +358,44 @@ func TestFilterLeavesOutWhatIsSentOnly(t *testing.T) {
 	// 10 INFO lines and two of each excluded type.
 	if n := trustNum(trustSummary(t, h)["record_filteredevents"]); n != 14 {
 		t.Errorf("summary filteredEvents = %d, want 14", n)
+	}
+}
+
+// A self-hosted OpenObserve with a private CA (the README's recipe):
+// SSL_CERT_FILE names a bundle holding that CA, and the extension trusts
+// it; without it, the certificate is refused and said so.
+func TestPrivateCAWithSSLCertFile(t *testing.T) {
+	t.Parallel()
+	o2 := o2test.New(o2test.Options{Orgs: []string{org}})
+	srv := httptest.NewTLSServer(o2.Handler())
+	t.Cleanup(srv.Close)
+	bundle := filepath.Join(t.TempDir(), "ca-bundle.pem")
+	pemCert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(bundle, pemCert, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := append([]string{"O2_ENDPOINT=" + srv.URL}, o2Env(o2)[1:]...)
+	for _, tc := range []struct {
+		name     string
+		env      []string
+		wantCode int
+		want     []string
+	}{
+		{"trusted through SSL_CERT_FILE", append(slices.Clone(env), "SSL_CERT_FILE="+bundle), 0,
+			[]string{"[ok  ] reachable", "[ok  ] credentials", "verdict: healthy"}},
+		{"not trusted without it", slices.Clone(env), 1,
+			[]string{"[FAIL] reachable", "TLS certificate not trusted", "[skip] credentials"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, code := runBinary(t, tc.env, "--health-check")
+			if code != tc.wantCode {
+				t.Errorf("exit code = %d, want %d\n%s", code, tc.wantCode, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
 	}
 }

@@ -840,7 +840,7 @@ func TestSecretNotInHealthCheck(t *testing.T) {
 		}{
 			{"wrong secret", []string{wrong}, nil, 1, "wrong credentials"},
 			{"right secret", []string{right}, []string{"--send-test-record"}, 0, "verdict: healthy"},
-			{"config error", []string{right, "O2_BATCH_SIZE=lots"}, nil, 1, "O2_BATCH_SIZE"},
+			{"config error", []string{right, "O2_BATCH_SIZE=lots", "O2_ENDPOINT=ftp://" + trustEmail + ":" + trustSecret + "@x"}, nil, 1, "O2_BATCH_SIZE"},
 		} {
 			t.Run(level+"/"+tc.name, func(t *testing.T) {
 				env := append(append(slices.Clone(base), tc.env...), "O2_LOG_LEVEL="+level)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -25,14 +26,17 @@ import (
 // runExtension runs the Lambda extension. Bad configuration never stops it:
 // it registers, answers every event at once and forwards nothing ("fail
 // open"), so a typo in a variable cannot break the function.
-func runExtension(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
-	cfg, cfgErr := config.Load(getenv)
+func runExtension(ctx context.Context, getenv func(string) string, environ []string, stdout io.Writer) error {
+	cfg, warnings, cfgErr := config.Load(getenv, environ)
 	log := newLogger(cfg.LogLevel, stdout)
 
 	runtimeAPI := getenv("AWS_LAMBDA_RUNTIME_API")
 	if runtimeAPI == "" {
 		return errors.New("AWS_LAMBDA_RUNTIME_API is not set: run this inside AWS Lambda (or use --health-check to check the configuration locally)")
 	}
+	// One line that says what runs and where it sends, before anything can
+	// go wrong: the first thing to look for in CloudWatch.
+	log.WithFields(startFields(cfg)).Info("o2-extension starting")
 	opts := extension.Options{
 		RuntimeAPI:       runtimeAPI,
 		Name:             extensionName(),
@@ -41,12 +45,12 @@ func runExtension(ctx context.Context, getenv func(string) string, stdout io.Wri
 		Logger:           log,
 		HTTPClient:       &http.Client{}, // no timeout: /event/next blocks
 	}
+	for _, w := range warnings {
+		log.Warn(w)
+	}
 	if cfgErr != nil {
 		log.Error("configuration is invalid, forwarding nothing (the function is not affected): " + oneLine(cfgErr))
 	} else {
-		for _, w := range cfg.Warnings() {
-			log.Warn(w)
-		}
 		addr, host := listenAddress(cfg.ListenerPort)
 		forced, auto, _ := strategy.ParseMode(string(cfg.FlushStrategy)) // validated by config
 		client := openobserve.NewClient(clientOptions(cfg, getenv, log))
@@ -60,7 +64,7 @@ func runExtension(ctx context.Context, getenv func(string) string, stdout io.Wri
 			return shipper{openobserve.NewShipper(client, buf, shipOpts)}
 		}
 		signals := newBuilder(cfg, getenv)
-		opts.Derive = derive(tenantReport(cfg), signals)
+		opts.Derive = derive(tenantReport(cfg, stdout), signals)
 		opts.Filter = telemetry.Filter{ExcludeTypes: cfg.ExcludeTypes, MinLevel: cfg.MinLevel}
 		if signals != nil && cfg.Traces {
 			// Before buffering: the trace context goes out with each record.
@@ -83,10 +87,6 @@ func runExtension(ctx context.Context, getenv func(string) string, stdout io.Wri
 
 // clientOptions maps the configuration onto the OpenObserve client.
 func clientOptions(cfg config.Config, getenv func(string) string, log *logrus.Entry) openobserve.Options {
-	retries := cfg.MaxRetries
-	if retries == 0 {
-		retries = -1 // the client reads 0 as "use the default"
-	}
 	var routes map[string]string
 	if cfg.TenantStream != "" && cfg.TenantStream != cfg.Stream {
 		tcfg := cfg
@@ -103,7 +103,7 @@ func clientOptions(cfg config.Config, getenv func(string) string, log *logrus.En
 		MaxBatchBytes:  cfg.MaxBatchBytes,
 		MaxRecordBytes: cfg.MaxRecordBytes,
 		AttemptTimeout: cfg.RequestTimeout,
-		MaxRetries:     retries,
+		MaxRetries:     cfg.MaxRetries,
 		RetryWaitMin:   cfg.InitialRetryDelay,
 		RetryWaitMax:   cfg.MaxRetryDelay,
 		Fields:         recordFields(cfg, getenv),
@@ -134,7 +134,8 @@ func recordFields(cfg config.Config, getenv func(string) string) map[string]any 
 
 // tenantReport returns the per-tenant memory report's hook, or nil when
 // O2_TENANT_REPORT is off.
-func tenantReport(cfg config.Config) func(*telemetry.Event, time.Time) []telemetry.Event {
+// EMF lines go to stdout, which Lambda sends to CloudWatch.
+func tenantReport(cfg config.Config, stdout io.Writer) func(*telemetry.Event, time.Time) []telemetry.Event {
 	if !cfg.TenantReport {
 		return nil
 	}
@@ -145,7 +146,7 @@ func tenantReport(cfg config.Config) func(*telemetry.Event, time.Time) []telemet
 		EMFNamespace: cfg.TenantEMFNamespace,
 		EMFMetric:    cfg.TenantEMFMetric,
 		EMFDimension: cfg.TenantEMFDimension,
-		EMFOut:       os.Stdout,
+		EMFOut:       stdout,
 	})
 	return t.Observe
 }
@@ -269,6 +270,27 @@ func newLogger(level string, w io.Writer) *logrus.Entry {
 	}
 	l.SetLevel(lvl)
 	return logrus.NewEntry(l).WithField("ext", "o2-extension")
+}
+
+// startFields are the fields of the start line: the version and commit, where the logs
+// go (the endpoint's host only: no credentials, path or query), and how they
+// are flushed.
+func startFields(cfg config.Config) logrus.Fields {
+	host := "(invalid)"
+	if u, err := url.Parse(cfg.Endpoint); err == nil && u.Host != "" {
+		host = u.Host
+	}
+	f := logrus.Fields{
+		"version":  version,
+		"endpoint": host,
+		"org":      cfg.Organization,
+		"stream":   cfg.Stream,
+		"strategy": string(cfg.FlushStrategy),
+	}
+	if c := buildCommit(); c != "" {
+		f["commit"] = c
+	}
+	return f
 }
 
 // oneLine joins every problem of a joined error on one line.

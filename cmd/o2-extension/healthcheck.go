@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -11,15 +12,28 @@ import (
 	"github.com/o2-extension/o2-extension/internal/openobserve"
 )
 
+// healthCheckBudget bounds the whole --health-check: a person is waiting at
+// a terminal, and with the defaults (30 s per attempt) a hung endpoint would
+// otherwise take a minute.
+const healthCheckBudget = 10 * time.Second
+
+// healthCheckOptions are the flags of --health-check.
+type healthCheckOptions struct {
+	sendTest bool          // also write one real record
+	budget   time.Duration // the most the whole check may take
+}
+
 // runHealthCheck validates the configuration, then checks that OpenObserve
 // answers and accepts the credentials, organization and stream: GET
 // /healthz, then POST [] to the ingestion URL, which writes nothing. With
 // sendTest it also writes one real record. Each step prints one line with
 // its result and latency; the authorization value is never printed, only
-// its scheme.
-func runHealthCheck(ctx context.Context, getenv func(string) string, w io.Writer, sendTest bool) error {
-	cfg, cfgErr := config.Load(getenv)
-	fmt.Fprintf(w, "o2-extension %s health check\n", version)
+// its scheme. All steps together take at most o.budget, and a step that
+// cannot succeed after an earlier failure is skipped: nothing answered at
+// the endpoint, so no credentials can be checked there.
+func runHealthCheck(ctx context.Context, getenv func(string) string, environ []string, w io.Writer, o healthCheckOptions) error {
+	cfg, warnings, cfgErr := config.Load(getenv, environ)
+	fmt.Fprintf(w, "o2-extension %s health check\n", versionString())
 	for _, line := range cfg.Redacted() {
 		fmt.Fprintf(w, "  %s\n", line)
 	}
@@ -32,39 +46,65 @@ func runHealthCheck(ctx context.Context, getenv func(string) string, w io.Writer
 		}
 		fmt.Fprintf(w, "[%s] %-14s %s\n", mark, name, detail)
 	}
+	skip := func(name, why string) { fmt.Fprintf(w, "[skip] %-14s %s\n", name, why) }
+	warn := func() {
+		for _, msg := range warnings {
+			fmt.Fprintf(w, "[warn] %-14s %s\n", "configuration", msg)
+		}
+	}
 	if cfgErr != nil {
 		problems := strings.Split(cfgErr.Error(), "\n")
 		step("configuration", false, fmt.Sprintf("%d problem(s):", len(problems)))
 		for _, p := range problems {
 			fmt.Fprintf(w, "         - %s\n", p)
 		}
-		fmt.Fprintln(w, "[skip] connectivity   fix the configuration first")
+		warn()
+		skip("connectivity", "fix the configuration first")
 		fmt.Fprintln(w, "verdict: FAILED")
 		return exitError{code: 1}
 	}
 	step("configuration", true, "valid")
-	for _, warn := range cfg.Warnings() {
-		fmt.Fprintf(w, "[warn] %-14s %s\n", "configuration", warn)
-	}
+	warn()
 
+	ctx, cancel := context.WithTimeout(ctx, o.budget)
+	defer cancel()
 	client := openobserve.NewClient(clientOptions(cfg, getenv, nil))
-	timeout := cfg.RequestTimeout
-	check := func(name, what string, call func(context.Context) (time.Duration, error)) {
-		cctx, cancel := context.WithTimeout(ctx, timeout)
+	// check runs one step, bounded by O2_REQUEST_TIMEOUT_MS and by what is
+	// left of the budget. It reports whether OpenObserve (or whatever is at
+	// the endpoint) answered at all, and whether the step passed.
+	check := func(name, what string, call func(context.Context) (time.Duration, error)) (answered, ok bool) {
+		cctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
 		defer cancel()
 		d, err := call(cctx)
 		if err != nil {
-			step(name, false, fmt.Sprintf("%s: %s (after %s)", what, openobserve.Explain(err), round(d)))
-			return
+			detail := fmt.Sprintf("%s: %s (after %s)", what, openobserve.Explain(err), round(d))
+			if ctx.Err() != nil {
+				detail += fmt.Sprintf("; the whole check is bounded by %s", o.budget)
+			}
+			step(name, false, detail)
+			_, isStatus := errors.AsType[*openobserve.StatusError](err)
+			return isStatus || errors.Is(err, openobserve.ErrUnexpectedReply), false
 		}
 		step(name, true, fmt.Sprintf("%s in %s", what, round(d)))
+		return true, true
 	}
-	check("reachable", "GET "+cfg.HealthURL(), client.CheckHealthz)
-	check("credentials", "POST [] to "+cfg.IngestURL(), client.CheckIngest)
-	if sendTest {
-		check("test record", "POST 1 record to "+cfg.IngestURL(), func(ctx context.Context) (time.Duration, error) {
-			return client.SendTestRecord(ctx, time.Now())
-		})
+	answered, _ := check("reachable", "GET "+cfg.HealthURL(), client.CheckHealthz)
+	if !answered {
+		skip("credentials", "nothing answered at O2_ENDPOINT, so the credentials cannot be checked")
+		if o.sendTest {
+			skip("test record", "nothing answered at O2_ENDPOINT")
+		}
+	} else {
+		_, ok := check("credentials", "POST [] to "+cfg.IngestURL(), client.CheckIngest)
+		switch {
+		case !o.sendTest:
+		case !ok:
+			skip("test record", "the credentials check failed")
+		default:
+			check("test record", "POST 1 record to "+cfg.IngestURL(), func(ctx context.Context) (time.Duration, error) {
+				return client.SendTestRecord(ctx, time.Now())
+			})
+		}
 	}
 	if failed {
 		fmt.Fprintln(w, "verdict: FAILED")

@@ -13,18 +13,58 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/pflag"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set at build time by build.sh, with -ldflags
+// "-X main.version=... -X main.commit=...": the release version (the
+// VERSION file) and the commit it was built from.
+var (
+	version = "dev"
+	commit  = ""
+)
+
+// versionString is the version with its commit, e.g. "0.1.0 (commit
+// 1dc10af2b3c4)".
+func versionString() string {
+	if c := buildCommit(); c != "" {
+		return version + " (commit " + c + ")"
+	}
+	return version
+}
+
+// buildCommit is the stamped commit; without one (go build, go run) the
+// one the go command recorded, if any; else "".
+func buildCommit() string {
+	if commit != "" {
+		return commit
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision" && len(s.Value) >= 12:
+			rev = s.Value[:12]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "-dirty"
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	return rev + dirty
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Environ(), os.Stdout, os.Stderr); err != nil {
 		var ee exitError
 		if errors.As(err, &ee) {
 			if ee.msg != "" {
@@ -46,8 +86,9 @@ type exitError struct {
 func (e exitError) Error() string { return fmt.Sprintf("exit %d: %s", e.code, e.msg) }
 
 // run is the whole program, with its environment passed in so tests can run
-// it in-process.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// it in-process: getenv reads one variable, environ lists them all (as
+// os.Environ does; only to warn about misspelt O2_* names).
+func run(ctx context.Context, args []string, getenv func(string) string, environ []string, stdout, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("o2-extension", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard) // we print usage ourselves, once
 	healthCheck := fs.Bool("health-check", false, "validate the configuration and check that OpenObserve accepts it, then exit")
@@ -68,15 +109,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		usage(stdout, fs)
 		return nil
 	case *showVersion:
-		fmt.Fprintln(stdout, "o2-extension", version)
+		fmt.Fprintln(stdout, "o2-extension", versionString())
 		return nil
 	case *sendTest && !*healthCheck:
 		fmt.Fprintln(stderr, "o2-extension: --send-test-record goes with --health-check")
 		return exitError{code: 2}
 	case *healthCheck:
-		return runHealthCheck(ctx, getenv, stdout, *sendTest)
+		return runHealthCheck(ctx, getenv, environ, stdout, healthCheckOptions{sendTest: *sendTest, budget: healthCheckBudget})
 	}
-	return runExtension(ctx, getenv, stdout)
+	return runExtension(ctx, getenv, environ, stdout)
 }
 
 func usage(w io.Writer, fs *pflag.FlagSet) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -73,6 +74,10 @@ type Config struct {
 	TenantEMFNamespace     string            // O2_TENANT_EMF_NAMESPACE
 	TenantEMFMetric        string            // O2_TENANT_EMF_METRIC
 	TenantEMFDimension     string            // O2_TENANT_EMF_DIMENSION
+
+	// asSet holds the values as set of the variables Load refused or
+	// repaired, for Redacted; nil when there are none.
+	asSet map[string]setValue
 }
 
 // Default returns the settings used when no variable is set. It is not valid
@@ -109,16 +114,31 @@ func Default() Config {
 	}
 }
 
-// Load reads every O2_* variable through getenv on top of Default and
-// validates the result. It always returns the config it could build, in
-// which a bad value keeps its default, so that the extension can still run
-// fail-open; the error joins every problem found (errors.Join), one per
-// problem.
-func Load(getenv func(string) string) (Config, error) {
+// Load reads every O2_* variable through getenv on top of Default.
+//
+// Only a problem with a setting without which nothing can be sent (the
+// endpoint, organization and authorization) is an error: the extension then
+// fails open. Any other bad value cannot stop the logs: a number out of range
+// is clamped to the nearest allowed value, and a value that cannot be read at
+// all (not a number, not a level, ...) is replaced by its default, each with
+// one warning that names the variable and the value used.
+//
+// environ is the process environment as os.Environ returns it: a name in it
+// that starts with O2_ but is none of the extension's variables (a typo, most
+// likely) is warned about, with the closest known name.
+//
+// Load always returns the config it could build, internally consistent, so
+// that the extension can still run fail-open. The warnings come in a stable
+// order: those about values as set, unknown names, then notes about valid
+// values that are probably not what was meant. The error joins every fatal
+// problem (errors.Join), one per problem.
+func Load(getenv func(string) string, environ []string) (Config, []string, error) {
 	c := Default()
 	var errs []error
-	given := make(map[string]bool) // set to a value that was accepted
+	var warns []string
+	given := make(map[string]bool) // set to a value that was accepted or repaired
 	bad := make(map[string]bool)   // set to a value that was refused
+	asSet := make(map[string]setValue)
 	for _, s := range settings {
 		v := strings.TrimSpace(getenv(s.name))
 		if v == "" {
@@ -126,27 +146,51 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		// Parse into a copy so that a refused value leaves the default in place.
 		next := c
-		err := s.parse(&next, v)
-		if err == nil {
-			err = s.check(next)
+		perr := s.parse(&next, v)
+		err := perr
+		if !isOutOfRange(perr) { // a saturated number would be reported twice
+			err = errors.Join(perr, s.check(next))
 		}
-		if err != nil {
-			errs = appendErrs(errs, err)
-			bad[s.name] = true
+		if err == nil {
+			c = next
+			given[s.name] = true
 			continue
 		}
-		c = next
-		given[s.name] = true
+		if (perr == nil || isOutOfRange(perr)) && s.fix != nil && s.fix(&next) && s.check(next) == nil {
+			c = next
+			given[s.name] = true
+			asSet[s.name] = setValue{raw: v}
+			warns = append(warns, oneLine(err)+"; using "+showValue(s.show(c)))
+			continue
+		}
+		bad[s.name] = true
+		asSet[s.name] = setValue{raw: v, refused: true}
+		if s.fatal {
+			errs = appendErrs(errs, err)
+			continue
+		}
+		warns = append(warns, oneLine(err)+"; using the default "+showValue(s.show(c)))
 	}
 
 	// Two defaults depend on another setting: a record bound or a first
 	// retry delay nobody asked for follows a smaller explicit maximum
-	// instead of turning a valid choice of that maximum into an error.
-	if !given[envMaxRecordBytes] {
-		c.MaxRecordBytes = min(c.MaxRecordBytes, c.MaxBatchBytes)
+	// instead of turning a valid choice of that maximum into a problem.
+	// One set explicitly above its maximum is lowered to it.
+	if c.MaxRecordBytes > c.MaxBatchBytes {
+		if given[envMaxRecordBytes] {
+			warns = append(warns, fmt.Sprintf("%s: %d is larger than %s (%d): a record must fit in one request; using %d",
+				envMaxRecordBytes, c.MaxRecordBytes, envMaxBatchBytes, c.MaxBatchBytes, c.MaxBatchBytes))
+			asSet[envMaxRecordBytes] = setValue{raw: strings.TrimSpace(getenv(envMaxRecordBytes))}
+		}
+		c.MaxRecordBytes = c.MaxBatchBytes
 	}
-	if !given[envInitialRetryDelay] {
-		c.InitialRetryDelay = min(c.InitialRetryDelay, c.MaxRetryDelay)
+	if c.InitialRetryDelay > c.MaxRetryDelay {
+		if given[envInitialRetryDelay] {
+			warns = append(warns, fmt.Sprintf("%s: %s is larger than %s (%s); using %s",
+				envInitialRetryDelay, formatMs(c.InitialRetryDelay), envMaxRetryDelay, formatMs(c.MaxRetryDelay), formatMs(c.MaxRetryDelay)))
+			asSet[envInitialRetryDelay] = setValue{raw: strings.TrimSpace(getenv(envInitialRetryDelay))}
+		}
+		c.InitialRetryDelay = c.MaxRetryDelay
 	}
 
 	// Variables left at their default can still be wrong: the required ones.
@@ -156,22 +200,32 @@ func Load(getenv func(string) string) (Config, error) {
 			errs = appendErrs(errs, s.check(c))
 		}
 	}
-	errs = append(errs, c.crossProblems()...)
-
-	// Keep the returned config internally consistent after a cross-field
-	// problem, in the spirit of "a bad value keeps its default".
-	if c.InitialRetryDelay > c.MaxRetryDelay {
-		c.InitialRetryDelay = min(defaultInitialRetryDelay, c.MaxRetryDelay)
+	if len(asSet) > 0 {
+		c.asSet = asSet
 	}
-	if c.MaxRecordBytes > c.MaxBatchBytes {
-		c.MaxRecordBytes = min(defaultMaxRecordBytes, c.MaxBatchBytes)
-	}
-	return c, errors.Join(errs...)
+	warns = append(warns, unknownVariables(environ)...)
+	warns = append(warns, c.warnings()...)
+	return c, warns, errors.Join(errs...)
 }
 
-// Validate reports every problem of c at once, joined with errors.Join, or
+// setValue is a variable's value as set, kept for Redacted when Load
+// refused or repaired it, so that --health-check shows what was written.
+type setValue struct {
+	raw     string // trimmed; for the authorization, only ever shown redacted
+	refused bool   // the default is used, not a repaired value
+}
+
+// showValue writes a shown value for a message; an empty one is "(none)".
+func showValue(v string) string {
+	if v == "" {
+		return "(none)"
+	}
+	return v
+}
+
+// validate reports every problem of c at once, joined with errors.Join, or
 // nil if c is usable. It checks the same rules as Load, on typed values.
-func (c Config) Validate() error {
+func (c Config) validate() error {
 	var errs []error
 	for _, s := range settings {
 		errs = appendErrs(errs, s.check(c))
@@ -241,4 +295,70 @@ func (c Config) HealthURL() string {
 // credentials travel unencrypted.
 func (c Config) Insecure() bool {
 	return len(c.Endpoint) >= len("http://") && strings.EqualFold(c.Endpoint[:len("http://")], "http://")
+}
+
+// oneLine joins every problem of a joined error on one line.
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
+
+// unknownVariables warns about each name in environ that starts with O2_
+// (in any case) but is not a variable of the extension, naming the closest
+// known one when there is one.
+func unknownVariables(environ []string) []string {
+	var w []string
+	seen := make(map[string]bool)
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if len(name) < 3 || !strings.EqualFold(name[:3], "O2_") || seen[name] {
+			continue
+		}
+		seen[name] = true
+		if slices.ContainsFunc(settings, func(s setting) bool { return s.name == name }) {
+			continue
+		}
+		msg := name + " is not a variable of the extension and is ignored"
+		if near := closestName(name); near != "" {
+			msg += "; did you mean " + near + "?"
+		}
+		w = append(w, msg)
+	}
+	slices.Sort(w)
+	return w
+}
+
+// closestName returns the known variable nearest to name: the one with the
+// smallest edit distance, compared in upper case, if that distance is at
+// most a third of the name's length (a typo, not another word); else "".
+func closestName(name string) string {
+	upper := strings.ToUpper(name)
+	best, bestD := "", len(upper)/3+1
+	for _, s := range settings {
+		if d := editDistance(upper, s.name); d < bestD {
+			best, bestD = s.name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes (the
+// names are ASCII).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

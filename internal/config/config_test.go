@@ -22,6 +22,21 @@ func getenv(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
+// environ turns a map into the environment list Load takes, sorted.
+func environ(m map[string]string) []string {
+	var env []string
+	for k, v := range m {
+		env = append(env, k+"="+v)
+	}
+	slices.Sort(env)
+	return env
+}
+
+// load calls Load with m as the whole environment.
+func load(m map[string]string) (config.Config, []string, error) {
+	return config.Load(getenv(m), environ(m))
+}
+
 // withRequired returns the two required variables plus extra.
 func withRequired(extra map[string]string) map[string]string {
 	m := map[string]string{"O2_ORGANIZATION_ID": "acme", "O2_AUTHORIZATION_HEADER": validAuth}
@@ -108,7 +123,7 @@ func TestDefault(t *testing.T) {
 		}
 	}
 	for _, env := range []map[string]string{withRequired(nil), blank} {
-		c, err := config.Load(getenv(env))
+		c, _, err := load(env)
 		if err != nil {
 			t.Fatalf("Load(required only) error: %v", err)
 		}
@@ -242,7 +257,7 @@ func TestLoadParsesEachVariable(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			want := loadedDefault()
 			tt.apply(&want)
-			got, err := config.Load(getenv(withRequired(tt.env)))
+			got, _, err := load(withRequired(tt.env))
 			if err != nil {
 				t.Fatalf("Load error: %v", err)
 			}
@@ -298,7 +313,12 @@ var allSet = map[string]string{
 // Config field: each variable set in allSet changes a different field.
 func TestEveryVariableIsRead(t *testing.T) {
 	vars := config.Variables()
-	fields := reflect.TypeFor[config.Config]().NumField()
+	fields := 0 // the exported ones, which come first
+	for f := range reflect.TypeFor[config.Config]().Fields() {
+		if f.IsExported() {
+			fields++
+		}
+	}
 	if len(vars) != fields || len(allSet) != fields {
 		t.Fatalf("Variables() has %d entries, allSet %d, Config %d fields", len(vars), len(allSet), fields)
 	}
@@ -311,7 +331,7 @@ func TestEveryVariableIsRead(t *testing.T) {
 		}
 	}
 
-	got, err := config.Load(getenv(allSet))
+	got, _, err := load(allSet)
 	if err != nil {
 		t.Fatalf("Load(allSet) error: %v", err)
 	}
@@ -326,7 +346,7 @@ func TestEveryVariableIsRead(t *testing.T) {
 	// maximum also lowers the default that depends on it.
 	for _, v := range vars {
 		t.Run(v.Name, func(t *testing.T) {
-			c, err := config.Load(getenv(withRequired(map[string]string{v.Name: allSet[v.Name]})))
+			c, _, err := load(withRequired(map[string]string{v.Name: allSet[v.Name]}))
 			if err != nil {
 				t.Fatalf("Load error: %v", err)
 			}
@@ -348,19 +368,14 @@ func TestEveryVariableIsRead(t *testing.T) {
 	}
 }
 
-func TestLoadRejects(t *testing.T) {
+// TestLoadRefuses covers the settings without which nothing can be sent: a
+// bad value is an error (the extension fails open) and keeps the default.
+func TestLoadRefuses(t *testing.T) {
 	tests := []struct {
 		name string
 		env  map[string]string
 		want []string // substrings of the single problem; the first is its prefix
-		n    int      // number of problems if not 1
-		// apply holds the values that were accepted; a refused one keeps its default.
-		apply func(c *config.Config)
 	}{
-		{name: "min level unknown", env: map[string]string{"O2_MIN_LEVEL": "loud"},
-			want: []string{`O2_MIN_LEVEL: "loud" is not a level (allowed TRACE, DEBUG, INFO, WARN, ERROR, FATAL)`}},
-		{name: "exclude types bad entries", env: map[string]string{"O2_EXCLUDE_TYPES": "platform.start,plat form,*x,platform.*.report"},
-			want: []string{`O2_EXCLUDE_TYPES: "plat form" is not an event type`}, n: 3},
 		{name: "endpoint scheme", env: map[string]string{"O2_ENDPOINT": "ftp://files.example.com"},
 			want: []string{`O2_ENDPOINT: "ftp://files.example.com" is not an absolute http:// or https:// URL with a host`}},
 		{name: "endpoint without scheme", env: map[string]string{"O2_ENDPOINT": "api.openobserve.ai"},
@@ -381,178 +396,197 @@ func TestLoadRejects(t *testing.T) {
 			want: []string{"O2_ORGANIZATION_ID is required"}},
 		{name: "authorization missing", env: map[string]string{"O2_AUTHORIZATION_HEADER": ""},
 			want: []string{"O2_AUTHORIZATION_HEADER is required", "'<scheme> <credentials>'"}},
-		{name: "batch size not a number", env: map[string]string{"O2_BATCH_SIZE": "abc"},
-			want: []string{`O2_BATCH_SIZE: "abc" is not a whole number (allowed 1..10000)`}},
-		{name: "batch size fraction", env: map[string]string{"O2_BATCH_SIZE": "1.5"},
-			want: []string{`O2_BATCH_SIZE: "1.5" is not a whole number (allowed 1..10000)`}},
-		{name: "batch size zero", env: map[string]string{"O2_BATCH_SIZE": "0"},
-			want: []string{"O2_BATCH_SIZE: 0 is out of range (allowed 1..10000)"}},
-		{name: "batch size too big", env: map[string]string{"O2_BATCH_SIZE": "10001"},
-			want: []string{"O2_BATCH_SIZE: 10001 is out of range (allowed 1..10000)"}},
-		{name: "batch size overflow", env: map[string]string{"O2_BATCH_SIZE": "99999999999999999999"},
-			want: []string{`O2_BATCH_SIZE: "99999999999999999999" is out of range (allowed 1..10000)`}},
-		{name: "max batch bytes low", env: map[string]string{"O2_MAX_BATCH_BYTES": "65535"},
-			want: []string{"O2_MAX_BATCH_BYTES: 65535 is out of range (allowed 65536..67108864 bytes)"}},
-		{name: "max batch bytes high", env: map[string]string{"O2_MAX_BATCH_BYTES": "67108865"},
-			want: []string{"O2_MAX_BATCH_BYTES: 67108865 is out of range (allowed 65536..67108864 bytes)"}},
-		{name: "max batch bytes with unit", env: map[string]string{"O2_MAX_BATCH_BYTES": "4MiB"},
-			want: []string{`O2_MAX_BATCH_BYTES: "4MiB" is not a whole number (allowed 65536..67108864 bytes)`}},
-		{name: "max record bytes low", env: map[string]string{"O2_MAX_RECORD_BYTES": "1023"},
-			want: []string{"O2_MAX_RECORD_BYTES: 1023 is out of range (allowed 1024..67108864 bytes)"}},
-		{name: "max record bytes above batch bytes",
-			env:   map[string]string{"O2_MAX_BATCH_BYTES": "65536", "O2_MAX_RECORD_BYTES": "131072"},
-			want:  []string{"O2_MAX_RECORD_BYTES: 131072 is larger than O2_MAX_BATCH_BYTES (65536)"},
-			apply: func(c *config.Config) { c.MaxBatchBytes = 65536; c.MaxRecordBytes = 65536 }},
-		{name: "flush interval low", env: map[string]string{"O2_FLUSH_INTERVAL_MS": "99"},
-			want: []string{"O2_FLUSH_INTERVAL_MS: 99 is out of range (allowed 100..600000)"}},
-		{name: "flush interval high", env: map[string]string{"O2_FLUSH_INTERVAL_MS": "600001"},
-			want: []string{"O2_FLUSH_INTERVAL_MS: 600001 is out of range (allowed 100..600000)"}},
-		{name: "flush interval with unit", env: map[string]string{"O2_FLUSH_INTERVAL_MS": "5s"},
-			want: []string{`O2_FLUSH_INTERVAL_MS: "5s" is not a whole number of milliseconds (allowed 100..600000)`}},
-		{name: "buffer size zero", env: map[string]string{"O2_MAX_BUFFER_SIZE_MB": "0"},
-			want: []string{"O2_MAX_BUFFER_SIZE_MB: 0 is out of range (allowed 1..1024)"}},
-		{name: "buffer size high", env: map[string]string{"O2_MAX_BUFFER_SIZE_MB": "1025"},
-			want: []string{"O2_MAX_BUFFER_SIZE_MB: 1025 is out of range (allowed 1..1024)"}},
-		{name: "buffer size fraction", env: map[string]string{"O2_MAX_BUFFER_SIZE_MB": "0.5"},
-			want: []string{`O2_MAX_BUFFER_SIZE_MB: "0.5" is not a whole number (allowed 1..1024)`}},
-		{name: "request timeout low", env: map[string]string{"O2_REQUEST_TIMEOUT_MS": "99"},
-			want: []string{"O2_REQUEST_TIMEOUT_MS: 99 is out of range (allowed 100..300000)"}},
-		{name: "request timeout high", env: map[string]string{"O2_REQUEST_TIMEOUT_MS": "300001"},
-			want: []string{"O2_REQUEST_TIMEOUT_MS: 300001 is out of range (allowed 100..300000)"}},
-		{name: "retries negative", env: map[string]string{"O2_MAX_RETRIES": "-1"},
-			want: []string{"O2_MAX_RETRIES: -1 is out of range (allowed 0..10)"}},
-		{name: "retries high", env: map[string]string{"O2_MAX_RETRIES": "11"},
-			want: []string{"O2_MAX_RETRIES: 11 is out of range (allowed 0..10)"}},
-		{name: "retries not a number", env: map[string]string{"O2_MAX_RETRIES": "three"},
-			want: []string{`O2_MAX_RETRIES: "three" is not a whole number (allowed 0..10)`}},
-		{name: "initial delay low", env: map[string]string{"O2_INITIAL_RETRY_DELAY_MS": "9"},
-			want: []string{"O2_INITIAL_RETRY_DELAY_MS: 9 is out of range (allowed 10..60000)"}},
-		{name: "initial delay high", env: map[string]string{"O2_INITIAL_RETRY_DELAY_MS": "60001"},
-			want: []string{"O2_INITIAL_RETRY_DELAY_MS: 60001 is out of range (allowed 10..60000)"}},
-		{name: "initial delay above max",
-			env:  map[string]string{"O2_INITIAL_RETRY_DELAY_MS": "5000", "O2_MAX_RETRY_DELAY_MS": "50"},
-			want: []string{"O2_INITIAL_RETRY_DELAY_MS: 5000 is larger than O2_MAX_RETRY_DELAY_MS (50)"},
-			apply: func(c *config.Config) {
-				c.MaxRetryDelay = 50 * time.Millisecond
-				c.InitialRetryDelay = 50 * time.Millisecond
-			}},
-		{name: "max delay low", env: map[string]string{"O2_MAX_RETRY_DELAY_MS": "9"},
-			want: []string{"O2_MAX_RETRY_DELAY_MS: 9 is out of range (allowed 10..300000)"}},
-		{name: "max delay high", env: map[string]string{"O2_MAX_RETRY_DELAY_MS": "300001"},
-			want: []string{"O2_MAX_RETRY_DELAY_MS: 300001 is out of range (allowed 10..300000)"}},
-		{name: "log level", env: map[string]string{"O2_LOG_LEVEL": "verbose"},
-			want: []string{`O2_LOG_LEVEL: "verbose" is not a log level (allowed trace, debug, info, warn, error)`}},
-		{name: "port privileged", env: map[string]string{"O2_LISTENER_PORT": "80"},
-			want: []string{"O2_LISTENER_PORT: 80 is out of range (allowed 0 or 1024..65535, except 9001)"}},
-		{name: "port runtime api", env: map[string]string{"O2_LISTENER_PORT": "9001"},
-			want: []string{"O2_LISTENER_PORT: 9001 is reserved by the Lambda Runtime API (allowed 0 or 1024..65535, except 9001)"}},
-		{name: "port high", env: map[string]string{"O2_LISTENER_PORT": "65536"},
-			want: []string{"O2_LISTENER_PORT: 65536 is out of range (allowed 0 or 1024..65535, except 9001)"}},
-		{name: "port negative", env: map[string]string{"O2_LISTENER_PORT": "-1"},
-			want: []string{"O2_LISTENER_PORT: -1 is out of range"}},
-		{name: "port not a number", env: map[string]string{"O2_LISTENER_PORT": "http"},
-			want: []string{`O2_LISTENER_PORT: "http" is not a whole number (allowed 0 or 1024..65535, except 9001)`}},
-		{name: "strategy", env: map[string]string{"O2_FLUSH_STRATEGY": "sometimes"},
-			want: []string{`O2_FLUSH_STRATEGY: "sometimes" is not a flush strategy (allowed auto, end, continuous, periodic)`}},
-		{name: "threshold zero", env: map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "0"},
-			want: []string{"O2_HIGH_FREQUENCY_THRESHOLD: 0 is out of range (allowed >0..100000)"}},
-		{name: "threshold negative", env: map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "-3"},
-			want: []string{"O2_HIGH_FREQUENCY_THRESHOLD: -3 is out of range (allowed >0..100000)"}},
-		{name: "threshold high", env: map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "100000.5"},
-			want: []string{"O2_HIGH_FREQUENCY_THRESHOLD: 100000.5 is out of range (allowed >0..100000)"}},
-		{name: "threshold NaN", env: map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "NaN"},
-			want: []string{`O2_HIGH_FREQUENCY_THRESHOLD: "NaN" is not a number (allowed >0..100000)`}},
-		{name: "threshold Inf", env: map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "+Inf"},
-			want: []string{`O2_HIGH_FREQUENCY_THRESHOLD: "+Inf" is not a number (allowed >0..100000)`}},
-		{name: "threshold overflow", env: map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "1e400"},
-			want: []string{`O2_HIGH_FREQUENCY_THRESHOLD: "1e400" is out of range (allowed >0..100000)`}},
-		{name: "threshold words", env: map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "many"},
-			want: []string{`O2_HIGH_FREQUENCY_THRESHOLD: "many" is not a number (allowed >0..100000)`}},
-		{name: "rate window low", env: map[string]string{"O2_RATE_WINDOW_MS": "9999"},
-			want: []string{"O2_RATE_WINDOW_MS: 9999 is out of range (allowed 10000..3600000)"}},
-		{name: "rate window high", env: map[string]string{"O2_RATE_WINDOW_MS": "3600001"},
-			want: []string{"O2_RATE_WINDOW_MS: 3600001 is out of range (allowed 10000..3600000)"}},
-		{name: "long running low", env: map[string]string{"O2_LONG_RUNNING_MS": "999"},
-			want: []string{"O2_LONG_RUNNING_MS: 999 is out of range (allowed 1000..900000)"}},
-		{name: "long running high", env: map[string]string{"O2_LONG_RUNNING_MS": "900001"},
-			want: []string{"O2_LONG_RUNNING_MS: 900001 is out of range (allowed 1000..900000)"}},
-		{name: "flush budget low", env: map[string]string{"O2_FLUSH_BUDGET_MS": "49"},
-			want: []string{"O2_FLUSH_BUDGET_MS: 49 is out of range (allowed 50..60000)"}},
-		{name: "flush budget high", env: map[string]string{"O2_FLUSH_BUDGET_MS": "60001"},
-			want: []string{"O2_FLUSH_BUDGET_MS: 60001 is out of range (allowed 50..60000)"}},
-		{name: "fields without =", env: map[string]string{"O2_FIELDS": "env=prod,team"},
-			want: []string{`O2_FIELDS: entry "team" is not key=value`}},
-		{name: "fields empty key", env: map[string]string{"O2_FIELDS": "=prod"},
-			want: []string{"O2_FIELDS: a key is empty"}},
-		{name: "fields bad key", env: map[string]string{"O2_FIELDS": "app-name=x"},
-			want: []string{`O2_FIELDS: key "app-name" may contain only letters, digits and '_'`}},
-		{name: "fields key with space", env: map[string]string{"O2_FIELDS": "app name=x"},
-			want: []string{`O2_FIELDS: key "app name" may contain only letters, digits and '_'`}},
-		{name: "fields unicode key", env: map[string]string{"O2_FIELDS": "héllo=x"},
-			want: []string{`O2_FIELDS: key "héllo" may contain only`}},
-		{name: "fields reserved key", env: map[string]string{"O2_FIELDS": "type=x"},
-			want: []string{`O2_FIELDS: key "type" is reserved (reserved: _timestamp, type, record, requestId, level, function_name, function_version, region, memory_size_mb)`}},
-		{name: "fields reserved key other case", env: map[string]string{"O2_FIELDS": "RequestID=x"},
-			want: []string{`O2_FIELDS: key "RequestID" is reserved`}},
-		{name: "fields reserved _timestamp", env: map[string]string{"O2_FIELDS": "_timestamp=1"},
-			want: []string{`O2_FIELDS: key "_timestamp" is reserved`}},
-		{name: "fields duplicate", env: map[string]string{"O2_FIELDS": "env=a,env=b"},
-			want: []string{`O2_FIELDS: key "env" is given twice`}},
-		{name: "fields same after lower-casing", env: map[string]string{"O2_FIELDS": "Env=a,env=b"},
-			want: []string{`O2_FIELDS: keys "Env" and "env" name the same field`}},
-		{name: "fields every bad entry reported", env: map[string]string{"O2_FIELDS": "a-b=1,level=2,ok=3"}, n: 2,
-			want: []string{"O2_FIELDS:"}},
-		{name: "fields bad keys reported with bad entries", env: map[string]string{"O2_FIELDS": "x,type=1,ok=3,ok=4"}, n: 3,
-			want: []string{"O2_FIELDS:"}},
-		{name: "tenant report", env: map[string]string{"O2_TENANT_REPORT": "maybe"},
-			want: []string{`O2_TENANT_REPORT: "maybe" is not a boolean (allowed true/false, 1/0, yes/no, on/off)`}},
-		{name: "tenant emf", env: map[string]string{"O2_TENANT_EMF": "2"},
-			want: []string{`O2_TENANT_EMF: "2" is not a boolean`}},
-		{name: "long value cut", env: map[string]string{"O2_BATCH_SIZE": strings.Repeat("9x", 100)},
-			want: []string{`O2_BATCH_SIZE: "` + strings.Repeat("9x", 32) + `…" is not a whole number`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := config.Load(getenv(withRequired(tt.env)))
+			got, _, err := load(withRequired(tt.env))
 			ps := problems(err)
-			n := tt.n
-			if n == 0 {
-				n = 1
+			if len(ps) != 1 {
+				t.Fatalf("Load problems = %q, want 1", ps)
 			}
-			if len(ps) != n {
-				t.Fatalf("Load problems = %q, want %d", ps, n)
+			if !strings.HasPrefix(ps[0], tt.want[0]) {
+				t.Errorf("problem = %q, want prefix %q", ps[0], tt.want[0])
 			}
-			for _, p := range ps {
-				if !strings.HasPrefix(p, tt.want[0]) && n == 1 {
-					t.Errorf("problem = %q, want prefix %q", p, tt.want[0])
-				}
-				for _, w := range tt.want[1:] {
-					if !strings.Contains(p, w) {
-						t.Errorf("problem = %q, want it to contain %q", p, w)
-					}
-				}
-				if p != strings.TrimSpace(p) || strings.Contains(p, "\n") {
-					t.Errorf("problem %q is not one trimmed line", p)
+			for _, w := range tt.want[1:] {
+				if !strings.Contains(ps[0], w) {
+					t.Errorf("problem = %q, want it to contain %q", ps[0], w)
 				}
 			}
 			if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "bob") {
 				t.Errorf("endpoint credentials leaked: %q", err)
 			}
-			want := loadedDefault()
-			if v, ok := tt.env["O2_ORGANIZATION_ID"]; ok {
-				want.Organization = strings.TrimSpace(v)
-			}
-			if v, ok := tt.env["O2_AUTHORIZATION_HEADER"]; ok {
-				want.Authorization = v
-			}
-			if tt.apply != nil {
-				tt.apply(&want)
-			}
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("Load config =\n%+v\nwant (bad values at their default)\n%+v", got, want)
+			if got.Endpoint != "https://api.openobserve.ai" {
+				t.Errorf("Endpoint = %q, want the default", got.Endpoint)
 			}
 		})
 	}
+}
+
+// TestLoadRepairs: a bad tunable never stops forwarding. A number out of
+// range is clamped to the nearest allowed value, anything else unreadable
+// gets the default, each with exactly one warning that names the variable
+// and the value used, and Load returns no error.
+func TestLoadRepairs(t *testing.T) {
+	tests := []struct {
+		name  string
+		env   map[string]string
+		warn  string // the one warning, in full
+		apply func(c *config.Config)
+	}{
+		{"batch size too big", map[string]string{"O2_BATCH_SIZE": "100000"},
+			"O2_BATCH_SIZE: 100000 is out of range (allowed 1..10000); using 10000",
+			func(c *config.Config) { c.BatchSize = 10000 }},
+		{"batch size zero", map[string]string{"O2_BATCH_SIZE": "0"},
+			"O2_BATCH_SIZE: 0 is out of range (allowed 1..10000); using 1",
+			func(c *config.Config) { c.BatchSize = 1 }},
+		{"batch size overflow", map[string]string{"O2_BATCH_SIZE": "99999999999999999999"},
+			`O2_BATCH_SIZE: "99999999999999999999" is out of range (allowed 1..10000); using 10000`,
+			func(c *config.Config) { c.BatchSize = 10000 }},
+		{"batch size negative overflow", map[string]string{"O2_BATCH_SIZE": "-99999999999999999999"},
+			`O2_BATCH_SIZE: "-99999999999999999999" is out of range (allowed 1..10000); using 1`,
+			func(c *config.Config) { c.BatchSize = 1 }},
+		{"batch size not a number", map[string]string{"O2_BATCH_SIZE": "abc"},
+			`O2_BATCH_SIZE: "abc" is not a whole number (allowed 1..10000); using the default 1000`, nil},
+		{"batch size fraction", map[string]string{"O2_BATCH_SIZE": "1.5"},
+			`O2_BATCH_SIZE: "1.5" is not a whole number (allowed 1..10000); using the default 1000`, nil},
+		{"long value cut", map[string]string{"O2_BATCH_SIZE": strings.Repeat("9x", 100)},
+			`O2_BATCH_SIZE: "` + strings.Repeat("9x", 32) + `…" is not a whole number (allowed 1..10000); using the default 1000`, nil},
+		{"max batch bytes low", map[string]string{"O2_MAX_BATCH_BYTES": "65535"},
+			"O2_MAX_BATCH_BYTES: 65535 is out of range (allowed 65536..67108864 bytes); using 65536",
+			func(c *config.Config) { c.MaxBatchBytes = 65536; c.MaxRecordBytes = 65536 }},
+		{"max batch bytes with unit", map[string]string{"O2_MAX_BATCH_BYTES": "4MiB"},
+			`O2_MAX_BATCH_BYTES: "4MiB" is not a whole number (allowed 65536..67108864 bytes); using the default 1048576`, nil},
+		{"max record bytes low", map[string]string{"O2_MAX_RECORD_BYTES": "1023"},
+			"O2_MAX_RECORD_BYTES: 1023 is out of range (allowed 1024..67108864 bytes); using 1024",
+			func(c *config.Config) { c.MaxRecordBytes = 1024 }},
+		{"max record bytes above batch bytes",
+			map[string]string{"O2_MAX_BATCH_BYTES": "65536", "O2_MAX_RECORD_BYTES": "131072"},
+			"O2_MAX_RECORD_BYTES: 131072 is larger than O2_MAX_BATCH_BYTES (65536): a record must fit in one request; using 65536",
+			func(c *config.Config) { c.MaxBatchBytes = 65536; c.MaxRecordBytes = 65536 }},
+		{"flush interval low", map[string]string{"O2_FLUSH_INTERVAL_MS": "50"},
+			"O2_FLUSH_INTERVAL_MS: 50 is out of range (allowed 100..600000); using 100",
+			func(c *config.Config) { c.FlushInterval = 100 * time.Millisecond }},
+		{"flush interval high", map[string]string{"O2_FLUSH_INTERVAL_MS": "600001"},
+			"O2_FLUSH_INTERVAL_MS: 600001 is out of range (allowed 100..600000); using 600000",
+			func(c *config.Config) { c.FlushInterval = 10 * time.Minute }},
+		{"flush interval overflow", map[string]string{"O2_FLUSH_INTERVAL_MS": "9223372036854775807"},
+			`O2_FLUSH_INTERVAL_MS: "9223372036854775807" is out of range (allowed 100..600000); using 600000`,
+			func(c *config.Config) { c.FlushInterval = 10 * time.Minute }},
+		{"flush interval with unit", map[string]string{"O2_FLUSH_INTERVAL_MS": "5s"},
+			`O2_FLUSH_INTERVAL_MS: "5s" is not a whole number of milliseconds (allowed 100..600000); using the default 500`, nil},
+		{"buffer size zero", map[string]string{"O2_MAX_BUFFER_SIZE_MB": "0", "O2_MAX_BATCH_BYTES": "65536"},
+			"O2_MAX_BUFFER_SIZE_MB: 0 is out of range (allowed 1..1024); using 1",
+			func(c *config.Config) { c.MaxBufferBytes = 1 << 20; c.MaxBatchBytes = 65536; c.MaxRecordBytes = 65536 }},
+		{"buffer size high", map[string]string{"O2_MAX_BUFFER_SIZE_MB": "99999999999"},
+			"O2_MAX_BUFFER_SIZE_MB: 1073741824 is out of range (allowed 1..1024); using 1024",
+			func(c *config.Config) { c.MaxBufferBytes = 1 << 30 }},
+		{"buffer size fraction", map[string]string{"O2_MAX_BUFFER_SIZE_MB": "0.5"},
+			`O2_MAX_BUFFER_SIZE_MB: "0.5" is not a whole number (allowed 1..1024); using the default 10`, nil},
+		{"request timeout low", map[string]string{"O2_REQUEST_TIMEOUT_MS": "99"},
+			"O2_REQUEST_TIMEOUT_MS: 99 is out of range (allowed 100..300000); using 100",
+			func(c *config.Config) { c.RequestTimeout = 100 * time.Millisecond }},
+		{"retries negative", map[string]string{"O2_MAX_RETRIES": "-1"},
+			"O2_MAX_RETRIES: -1 is out of range (allowed 0..10); using 0",
+			func(c *config.Config) { c.MaxRetries = 0 }},
+		{"retries not a number", map[string]string{"O2_MAX_RETRIES": "three"},
+			`O2_MAX_RETRIES: "three" is not a whole number (allowed 0..10); using the default 3`, nil},
+		{"initial delay above max",
+			map[string]string{"O2_INITIAL_RETRY_DELAY_MS": "5000", "O2_MAX_RETRY_DELAY_MS": "500"},
+			"O2_INITIAL_RETRY_DELAY_MS: 5000 is larger than O2_MAX_RETRY_DELAY_MS (500); using 500",
+			func(c *config.Config) {
+				c.MaxRetryDelay = 500 * time.Millisecond
+				c.InitialRetryDelay = 500 * time.Millisecond
+			}},
+		{"max delay low", map[string]string{"O2_MAX_RETRY_DELAY_MS": "9"},
+			"O2_MAX_RETRY_DELAY_MS: 9 is out of range (allowed 10..300000); using 10",
+			func(c *config.Config) {
+				c.MaxRetryDelay = 10 * time.Millisecond
+				c.InitialRetryDelay = 10 * time.Millisecond
+			}},
+		{"log level", map[string]string{"O2_LOG_LEVEL": "verbose"},
+			`O2_LOG_LEVEL: "verbose" is not a log level (allowed trace, debug, info, warn, error); using the default info`, nil},
+		{"port privileged", map[string]string{"O2_LISTENER_PORT": "80"},
+			"O2_LISTENER_PORT: 80 is out of range (allowed 0 or 1024..65535, except 9001); using the default 0", nil},
+		{"port runtime api", map[string]string{"O2_LISTENER_PORT": "9001"},
+			"O2_LISTENER_PORT: 9001 is reserved by the Lambda Runtime API (allowed 0 or 1024..65535, except 9001); using the default 0", nil},
+		{"port not a number", map[string]string{"O2_LISTENER_PORT": "http"},
+			`O2_LISTENER_PORT: "http" is not a whole number (allowed 0 or 1024..65535, except 9001); using the default 0`, nil},
+		{"strategy", map[string]string{"O2_FLUSH_STRATEGY": "sometimes"},
+			`O2_FLUSH_STRATEGY: "sometimes" is not a flush strategy (allowed auto, end, continuous, periodic); using the default auto`, nil},
+		{"threshold zero", map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "0"},
+			"O2_HIGH_FREQUENCY_THRESHOLD: 0 is out of range (allowed >0..100000); using the default 10", nil},
+		{"threshold high", map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "100000.5"},
+			"O2_HIGH_FREQUENCY_THRESHOLD: 100000.5 is out of range (allowed >0..100000); using 100000",
+			func(c *config.Config) { c.HighFrequencyThreshold = 100000 }},
+		{"threshold overflow", map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "1e400"},
+			`O2_HIGH_FREQUENCY_THRESHOLD: "1e400" is out of range (allowed >0..100000); using 100000`,
+			func(c *config.Config) { c.HighFrequencyThreshold = 100000 }},
+		{"threshold NaN", map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "NaN"},
+			`O2_HIGH_FREQUENCY_THRESHOLD: "NaN" is not a number (allowed >0..100000); using the default 10`, nil},
+		{"rate window low", map[string]string{"O2_RATE_WINDOW_MS": "9999"},
+			"O2_RATE_WINDOW_MS: 9999 is out of range (allowed 10000..3600000); using 10000",
+			func(c *config.Config) { c.RateWindow = 10 * time.Second }},
+		{"long running high", map[string]string{"O2_LONG_RUNNING_MS": "900001"},
+			"O2_LONG_RUNNING_MS: 900001 is out of range (allowed 1000..900000); using 900000",
+			func(c *config.Config) { c.LongRunning = 15 * time.Minute }},
+		{"flush budget low", map[string]string{"O2_FLUSH_BUDGET_MS": "49"},
+			"O2_FLUSH_BUDGET_MS: 49 is out of range (allowed 50..60000); using 50",
+			func(c *config.Config) { c.FlushBudget = 50 * time.Millisecond }},
+		{"fields without =", map[string]string{"O2_FIELDS": "env=prod,team"},
+			`O2_FIELDS: entry "team" is not key=value; using the default (none)`, nil},
+		{"fields reserved key", map[string]string{"O2_FIELDS": "type=x"},
+			`O2_FIELDS: key "type" is reserved (reserved: _timestamp, type, record, requestId, level, trace_id, span_id, part, truncated, record_as_text, function_name, function_version, region, memory_size_mb); using the default (none)`, nil},
+		{"fields reserved by the encoder", map[string]string{"O2_FIELDS": "part=x,truncated=y"},
+			`O2_FIELDS: key "part" is reserved (reserved: _timestamp, type, record, requestId, level, trace_id, span_id, part, truncated, record_as_text, function_name, function_version, region, memory_size_mb); O2_FIELDS: key "truncated" is reserved (reserved: _timestamp, type, record, requestId, level, trace_id, span_id, part, truncated, record_as_text, function_name, function_version, region, memory_size_mb); using the default (none)`, nil},
+		{"fields every problem at once", map[string]string{"O2_FIELDS": "x,a-b=1,ok=3,ok=4"},
+			`O2_FIELDS: entry "x" is not key=value; O2_FIELDS: key "ok" is given twice; O2_FIELDS: key "a-b" may contain only letters, digits and '_'; using the default (none)`, nil},
+		{"exclude types bad entry", map[string]string{"O2_EXCLUDE_TYPES": "platform.start,plat form"},
+			`O2_EXCLUDE_TYPES: "plat form" is not an event type (letters and '.', or a prefix ending in '*', e.g. platform.start or platform.*); using the default (none)`, nil},
+		{"min level unknown", map[string]string{"O2_MIN_LEVEL": "loud"},
+			`O2_MIN_LEVEL: "LOUD" is not a level (allowed TRACE, DEBUG, INFO, WARN, ERROR, FATAL); using the default (none)`, nil},
+		{"tenant report", map[string]string{"O2_TENANT_REPORT": "maybe"},
+			`O2_TENANT_REPORT: "maybe" is not a boolean (allowed true/false, 1/0, yes/no, on/off); using the default true`, nil},
+		{"endpoint ending in /api", map[string]string{"O2_ENDPOINT": "https://o2.example.com/api/"},
+			`O2_ENDPOINT: "https://o2.example.com/api" ends in /api, which the extension appends itself (it wants the server's base URL); using https://o2.example.com`,
+			func(c *config.Config) { c.Endpoint = "https://o2.example.com" }},
+		{"endpoint with a base path ending in /api", map[string]string{"O2_ENDPOINT": "https://example.com/o2/api"},
+			`O2_ENDPOINT: "https://example.com/o2/api" ends in /api, which the extension appends itself (it wants the server's base URL); using https://example.com/o2`,
+			func(c *config.Config) { c.Endpoint = "https://example.com/o2" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, warns, err := load(withRequired(tt.env))
+			if err != nil {
+				t.Fatalf("Load error: %v (a tunable must not stop forwarding)", err)
+			}
+			if len(warns) != 1 || warns[0] != tt.warn {
+				t.Errorf("warnings = %q\nwant [%q]", warns, tt.warn)
+			}
+			want := loadedDefault()
+			if tt.apply != nil {
+				tt.apply(&want)
+			}
+			if err := got.Validate(); err != nil {
+				t.Errorf("the repaired config is invalid: %v", err)
+			}
+			// What Load keeps of the value as set is Redacted's; compare the rest.
+			if !reflect.DeepEqual(stripped(got), want) {
+				t.Errorf("Load config =\n%+v\nwant\n%+v", stripped(got), want)
+			}
+		})
+	}
+}
+
+// stripped returns c without what Load remembers of the values as set.
+func stripped(c config.Config) config.Config {
+	var d config.Config
+	cv, dv := reflect.ValueOf(c), reflect.ValueOf(&d).Elem()
+	for i := range cv.NumField() {
+		if cv.Type().Field(i).IsExported() {
+			dv.Field(i).Set(cv.Field(i))
+		}
+	}
+	return d
 }
 
 func TestLoadReportsEveryProblem(t *testing.T) {
@@ -566,24 +600,35 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 		"O2_MAX_RETRY_DELAY_MS": "50",
 		// explicit and above the (valid) max: a cross-field problem
 		"O2_INITIAL_RETRY_DELAY_MS": "200",
+		"O2_BATCHSIZE":              "5",
 	}
-	c, err := config.Load(getenv(env))
+	c, warns, err := load(env)
 	ps := problems(err)
-	wantPrefixes := []string{
-		"O2_ENDPOINT:", "O2_BATCH_SIZE:", "O2_MAX_RETRIES:", "O2_LOG_LEVEL:", "O2_LISTENER_PORT:", "O2_FIELDS:",
-		"O2_ORGANIZATION_ID is required", "O2_AUTHORIZATION_HEADER is required", "O2_INITIAL_RETRY_DELAY_MS:",
+	wantErrs := []string{"O2_ENDPOINT:", "O2_ORGANIZATION_ID is required", "O2_AUTHORIZATION_HEADER is required"}
+	if len(ps) != len(wantErrs) {
+		t.Fatalf("got %d problems %q, want %d", len(ps), ps, len(wantErrs))
 	}
-	if len(ps) != len(wantPrefixes) {
-		t.Fatalf("got %d problems %q, want %d", len(ps), ps, len(wantPrefixes))
-	}
-	for i, w := range wantPrefixes {
+	for i, w := range wantErrs {
 		if !strings.HasPrefix(ps[i], w) {
 			t.Errorf("problem %d = %q, want prefix %q", i, ps[i], w)
 		}
 	}
+	wantWarns := []string{
+		"O2_BATCH_SIZE:", "O2_MAX_RETRIES: 99 is out of range (allowed 0..10); using 10", "O2_LOG_LEVEL:", "O2_LISTENER_PORT:", "O2_FIELDS:",
+		"O2_INITIAL_RETRY_DELAY_MS: 200 is larger than O2_MAX_RETRY_DELAY_MS (50); using 50",
+		"O2_BATCHSIZE is not a variable of the extension and is ignored; did you mean O2_BATCH_SIZE?",
+	}
+	if len(warns) != len(wantWarns) {
+		t.Fatalf("got %d warnings %q, want %d", len(warns), warns, len(wantWarns))
+	}
+	for i, w := range wantWarns {
+		if !strings.HasPrefix(warns[i], w) {
+			t.Errorf("warning %d = %q, want prefix %q", i, warns[i], w)
+		}
+	}
 	// The config built alongside keeps defaults where values were refused
 	// and is consistent, so a fail-open extension can still print it.
-	if c.BatchSize != 1000 || c.LogLevel != "info" || c.ListenerPort != 0 || c.Fields != nil {
+	if c.BatchSize != 1000 || c.LogLevel != "info" || c.ListenerPort != 0 || c.Fields != nil || c.MaxRetries != 10 {
 		t.Errorf("refused values did not keep their defaults: %+v", c)
 	}
 	if c.MaxRetryDelay != 50*time.Millisecond || c.InitialRetryDelay != 50*time.Millisecond {
@@ -592,6 +637,40 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 	// Validate of the same config sees only what is still missing.
 	if vs := problems(c.Validate()); len(vs) != 2 {
 		t.Errorf("Validate() after Load = %q, want the two required problems", vs)
+	}
+}
+
+// TestLoadWarnsUnknownVariables: a misspelt O2_* name is not ignored
+// silently; the closest known name is suggested when there is one.
+func TestLoadWarnsUnknownVariables(t *testing.T) {
+	tests := []struct {
+		name string
+		env  []string
+		want []string
+	}{
+		{"none", []string{"O2_STREAM=x", "HOME=/root", "PO2_X=1"}, nil},
+		{"missing underscore", []string{"O2_BATCHSIZE=5"},
+			[]string{"O2_BATCHSIZE is not a variable of the extension and is ignored; did you mean O2_BATCH_SIZE?"}},
+		{"misspelt", []string{"O2_STREEM=logs"},
+			[]string{"O2_STREEM is not a variable of the extension and is ignored; did you mean O2_STREAM?"}},
+		{"lower case", []string{"o2_stream=logs"},
+			[]string{"o2_stream is not a variable of the extension and is ignored; did you mean O2_STREAM?"}},
+		{"nothing close", []string{"O2_SOMETHING_ELSE_ENTIRELY=1"},
+			[]string{"O2_SOMETHING_ELSE_ENTIRELY is not a variable of the extension and is ignored"}},
+		{"sorted, once each", []string{"O2_STREEM=a", "O2_BATCHSIZE=1", "O2_STREEM=b"},
+			[]string{"O2_BATCHSIZE is not a variable of the extension and is ignored; did you mean O2_BATCH_SIZE?",
+				"O2_STREEM is not a variable of the extension and is ignored; did you mean O2_STREAM?"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, warns, err := config.Load(getenv(withRequired(nil)), tt.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(warns, tt.want) {
+				t.Errorf("warnings = %q\nwant %q", warns, tt.want)
+			}
+		})
 	}
 }
 
@@ -675,7 +754,7 @@ func TestLoadAuthorizationProblems(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := config.Load(getenv(withRequired(map[string]string{"O2_AUTHORIZATION_HEADER": tt.value})))
+			c, _, err := load(withRequired(map[string]string{"O2_AUTHORIZATION_HEADER": tt.value}))
 			ps := problems(err)
 			if len(ps) != 1 || !strings.HasPrefix(ps[0], tt.want) {
 				t.Fatalf("problems = %q, want one starting %q", ps, tt.want)
@@ -723,7 +802,7 @@ func TestSecretNeverLeaks(t *testing.T) {
 				"O2_BATCH_SIZE":           "abc", // another problem alongside
 				"O2_ENDPOINT":             "http://" + user + ":" + password + "@o2.example.com",
 			})
-			c, err := config.Load(getenv(env))
+			c, warns, err := load(env)
 			if err == nil {
 				t.Fatalf("value %d: Load gave no error", i)
 			}
@@ -733,6 +812,7 @@ func TestSecretNeverLeaks(t *testing.T) {
 			raw.Endpoint = "http://" + b64 + "@o2.example.com"
 			var texts []string
 			texts = append(texts, err.Error())
+			texts = append(texts, warns...)
 			for _, cfg := range []config.Config{c, raw} {
 				if e := cfg.Validate(); e != nil {
 					texts = append(texts, e.Error())
@@ -760,7 +840,7 @@ func TestRedacted(t *testing.T) {
 		"O2_ENDPOINT=https://api.openobserve.ai",
 		"O2_ORGANIZATION_ID=acme",
 		"O2_STREAM=default",
-		"O2_AUTHORIZATION_HEADER=Basic <redacted, 40 chars>",
+		"O2_AUTHORIZATION_HEADER=Basic <redacted>",
 		"O2_BATCH_SIZE=1000",
 		"O2_MAX_BATCH_BYTES=1048576",
 		"O2_MAX_RECORD_BYTES=262144",
@@ -798,9 +878,9 @@ func TestRedacted(t *testing.T) {
 
 	auth := []struct{ value, want string }{
 		{"", "O2_AUTHORIZATION_HEADER=<unset>"},
-		{"Bearer abc.def", "O2_AUTHORIZATION_HEADER=Bearer <redacted, 7 chars>"},
-		{"Custom abc", "O2_AUTHORIZATION_HEADER=<redacted, 10 chars>"},
-		{"abcdef", "O2_AUTHORIZATION_HEADER=<redacted, 6 chars>"},
+		{"Bearer abc.def", "O2_AUTHORIZATION_HEADER=Bearer <redacted>"},
+		{"Custom abc", "O2_AUTHORIZATION_HEADER=<redacted>"},
+		{"abcdef", "O2_AUTHORIZATION_HEADER=<redacted>"},
 	}
 	for _, tt := range auth {
 		t.Run(tt.want, func(t *testing.T) {
@@ -817,6 +897,36 @@ func TestRedacted(t *testing.T) {
 	for i, line := range c.Redacted() {
 		if name, _, _ := strings.Cut(line, "="); name != vars[i].Name {
 			t.Errorf("Redacted()[%d] is %s, Variables()[%d] is %s", i, name, i, vars[i].Name)
+		}
+	}
+}
+
+// TestRedactedShowsValuesAsSet: --health-check shows what was set, not the
+// default that replaced it, and never the secret or its length.
+func TestRedactedShowsValuesAsSet(t *testing.T) {
+	const secret = "c2VjcmV0LXZhbHVl"
+	c, _, _ := load(map[string]string{
+		"O2_ENDPOINT":             "ftp://bob:pw@files.example.com",
+		"O2_ORGANIZATION_ID":      "acme",
+		"O2_AUTHORIZATION_HEADER": "Basic " + secret + "\nX: y",
+		"O2_BATCH_SIZE":           "abc",
+		"O2_FLUSH_INTERVAL_MS":    "50",
+		"O2_TENANT_MESSAGE":       "m",
+	})
+	want := map[string]string{
+		"O2_ENDPOINT":             "O2_ENDPOINT=ftp://xxxxx@files.example.com (invalid: forwarding nothing)",
+		"O2_AUTHORIZATION_HEADER": "O2_AUTHORIZATION_HEADER=Basic <redacted> (invalid: forwarding nothing)",
+		"O2_BATCH_SIZE":           "O2_BATCH_SIZE=abc (invalid; using the default 1000)",
+		"O2_FLUSH_INTERVAL_MS":    "O2_FLUSH_INTERVAL_MS=50 (invalid; using 100)",
+		"O2_TENANT_MESSAGE":       "O2_TENANT_MESSAGE=m",
+	}
+	for _, line := range c.Redacted() {
+		name, _, _ := strings.Cut(line, "=")
+		if w, ok := want[name]; ok && line != w {
+			t.Errorf("Redacted: %q, want %q", line, w)
+		}
+		if strings.Contains(line, secret) || strings.Contains(line, "chars") {
+			t.Errorf("Redacted leaks the secret or its length: %q", line)
 		}
 	}
 }
@@ -845,7 +955,7 @@ func TestVariablesDefaults(t *testing.T) {
 			env[v.Name] = v.Default
 		}
 	}
-	if c, err := config.Load(getenv(env)); err != nil || !reflect.DeepEqual(c, loadedDefault()) {
+	if c, _, err := load(env); err != nil || !reflect.DeepEqual(c, loadedDefault()) {
 		t.Errorf("Load(documented defaults) = %+v, %v", c, err)
 	}
 }
@@ -888,9 +998,9 @@ func TestURLs(t *testing.T) {
 	}
 
 	// Through Load: the trailing slash is trimmed and names are escaped.
-	c, err := config.Load(getenv(withRequired(map[string]string{
+	c, _, err := load(withRequired(map[string]string{
 		"O2_ENDPOINT": "http://127.0.0.1:5080/", "O2_ORGANIZATION_ID": "team one", "O2_STREAM": "x/y",
-	})))
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -949,8 +1059,6 @@ func TestWarnings(t *testing.T) {
 			[]string{"O2_ENDPOINT uses plain http://: credentials travel unencrypted"}},
 		{"endpoint with api path", func(c *config.Config) { c.Endpoint = "https://example.com/api/acme" },
 			[]string{"O2_ENDPOINT should be the server's base URL"}},
-		{"endpoint ending in api", func(c *config.Config) { c.Endpoint = "https://example.com/api" },
-			[]string{"O2_ENDPOINT should be the server's base URL"}},
 		{"endpoint with base path", func(c *config.Config) { c.Endpoint = "https://example.com/apis" }, nil},
 		{"bearer", func(c *config.Config) { c.Authorization = "Bearer abc" },
 			[]string{"O2_AUTHORIZATION_HEADER uses the Bearer scheme, which only enterprise and cloud builds"}},
@@ -1008,7 +1116,7 @@ func TestWarnings(t *testing.T) {
 
 // TestLoadErrorIsJoined checks the error can be unwrapped per problem.
 func TestLoadErrorIsJoined(t *testing.T) {
-	_, err := config.Load(getenv(map[string]string{}))
+	_, _, err := load(map[string]string{})
 	var j interface{ Unwrap() []error }
 	if !errors.As(err, &j) || len(j.Unwrap()) != 2 {
 		t.Fatalf("Load(empty env) error %v is not a join of 2 problems", err)

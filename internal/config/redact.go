@@ -13,7 +13,8 @@ import (
 )
 
 // The authorization value is a secret: nothing in this file may put any part
-// of it other than a recognised scheme name or its length into a string.
+// of it other than a recognised scheme name into a string, not even its
+// length.
 
 // knownSchemes are HTTP authentication schemes (the IANA registry plus a few
 // common custom ones). AuthScheme names only these: a first word that is not
@@ -97,33 +98,58 @@ func (c Config) AuthScheme() string {
 	return customScheme
 }
 
-// redactAuth shows the authorization as its scheme and the length of what
-// is hidden, e.g. "Basic <redacted, 40 chars>".
+// redactAuth shows the authorization as its scheme only, e.g. "Basic
+// <redacted>": a first word that is not a known scheme may be the secret.
 func redactAuth(v string) string {
 	if v == "" {
 		return "<unset>"
 	}
-	if scheme, creds, ok := splitAuth(v); ok && knownScheme(scheme) != "" {
-		return fmt.Sprintf("%s <redacted, %d chars>", scheme, utf8.RuneCountInString(creds))
+	if scheme, _, ok := splitAuth(v); ok && knownScheme(scheme) != "" {
+		return scheme + " <redacted>"
 	}
-	return fmt.Sprintf("<redacted, %d chars>", utf8.RuneCountInString(v))
+	return "<redacted>"
 }
 
 // Redacted returns the settings as "KEY=value" lines in a stable order (that
-// of Variables), for logs and --health-check. The authorization is shown only
-// as its scheme and length, and credentials in the endpoint are masked.
-// Values holding control characters are quoted so each setting stays on one
-// line.
+// of Variables), for logs and --health-check. A value Load refused or
+// repaired is shown as it was set, followed by what is used instead, e.g.
+// "O2_BATCH_SIZE=100000 (invalid; using 10000)". The authorization is shown
+// only as its scheme, and credentials in the endpoint are masked. Values
+// holding control characters are quoted so each setting stays on one line.
 func (c Config) Redacted() []string {
 	lines := make([]string, len(settings))
 	for i, s := range settings {
-		v := s.show(c)
-		if strings.ContainsFunc(v, unicode.IsControl) {
-			v = strconv.Quote(v)
+		v := oneLineValue(s.show(c))
+		if set, ok := c.asSet[s.name]; ok {
+			raw := set.raw
+			switch s.name {
+			case envAuthorization:
+				raw = redactAuth(raw)
+			case envEndpoint:
+				raw = hideUserinfo(raw)
+			}
+			raw = oneLineValue(raw)
+			switch {
+			case set.refused && s.fatal:
+				v = raw + " (invalid: forwarding nothing)"
+			case set.refused:
+				v = raw + " (invalid; using the default " + showValue(v) + ")"
+			default:
+				v = raw + " (invalid; using " + showValue(v) + ")"
+			}
 		}
 		lines[i] = s.name + "=" + v
 	}
 	return lines
+}
+
+// oneLineValue quotes a value holding control characters, so that each
+// setting stays on one line.
+func oneLineValue(v string) string {
+	if strings.ContainsFunc(v, unicode.IsControl) {
+		return strconv.Quote(v)
+	}
+	return v
 }
 
 // Variable describes one environment variable, for --help and the README.
@@ -152,15 +178,15 @@ func Variables() []Variable {
 // a larger budget is allowed but is billed on every such invocation.
 const typicalFlushBudget = 5 * time.Second
 
-// Warnings returns notes about settings that are valid but probably not
+// warnings returns notes about settings that are valid but probably not
 // what was meant, in a stable order. They are not errors: the extension
-// runs with them.
-func (c Config) Warnings() []string {
+// runs with them. Load returns them after its own.
+func (c Config) warnings() []string {
 	var w []string
 	if c.Insecure() {
 		w = append(w, envEndpoint+" uses plain http://: credentials travel unencrypted")
 	}
-	if p := endpointPath(c.Endpoint); p == "/api" || strings.HasSuffix(p, "/api") || strings.Contains(p, "/api/") {
+	if p := endpointPath(c.Endpoint); strings.Contains(p+"/", "/api/") {
 		w = append(w, envEndpoint+" should be the server's base URL: the extension itself appends /api/{org}/{stream}/_json")
 	}
 	w = append(w, authWarnings(c.Authorization)...)

@@ -31,18 +31,42 @@ const (
 	envMinLevel          = "O2_MIN_LEVEL"
 )
 
-// setting describes one variable: how to read it into a Config, how to check
-// the typed value, and how to print it. One table drives Load, Validate,
-// Redacted and Variables, so the four cannot drift apart.
+// setting describes one variable: how to read it into a Config, how to judge
+// the typed value, how to repair it, and how to print it. One table drives
+// Load, validate, Redacted and Variables, so the four cannot drift apart.
 type setting struct {
 	name string
 	desc string
-	// parse stores v (trimmed, non-empty) into c, or says why it cannot.
+	// fatal marks a setting without which nothing can be sent (endpoint,
+	// organization, authorization): a bad value fails open. Any other bad
+	// value is repaired or replaced by its default, with a warning, so that
+	// a typo in a tunable never stops the logs.
+	fatal bool
+	// parse converts v (trimmed, non-empty) into c. It fails only when v is
+	// not of the setting's kind (not a number, not key=value, ...), never
+	// for its range: that is check's to judge. A number too large for its
+	// type is stored saturated with a rangeError, so fix
+	// can still bring it in range.
 	parse func(c *Config, v string) error
 	// check reports what is wrong with the typed value in c, nil if nothing.
 	check func(c Config) error
+	// fix, if set, moves a value check refused to the nearest allowed one
+	// and reports whether it could.
+	fix func(c *Config) bool
 	// show prints the typed value the way the variable is written.
 	show func(c Config) string
+}
+
+// rangeError is a parse error for a number too large for its type: the
+// value is still a number, so it is clamped like any out-of-range one.
+type rangeError struct{ msg string }
+
+func (e rangeError) Error() string { return e.msg }
+
+// isOutOfRange reports whether parse stored a saturated number.
+func isOutOfRange(err error) bool {
+	_, ok := errors.AsType[rangeError](err)
+	return ok
 }
 
 // settings lists every variable in the order of the Config fields; that
@@ -50,18 +74,30 @@ type setting struct {
 var settings = []setting{
 	{
 		name:  envEndpoint,
-		desc:  "OpenObserve base URL, http:// or https://, without /api; a trailing '/' is dropped",
+		desc:  "OpenObserve base URL, http:// or https://, without /api (a trailing /api is dropped, with a warning); a trailing '/' is dropped",
+		fatal: true,
 		parse: func(c *Config, v string) error { c.Endpoint = strings.TrimRight(v, "/"); return nil },
 		check: func(c Config) error { return checkEndpoint(c.Endpoint) },
-		show:  func(c Config) string { return hideUserinfo(c.Endpoint) },
+		// An endpoint ending in /api is the commonest mistake (the ingest
+		// path starts with /api): drop it rather than fail as "unknown
+		// organization" at the first request.
+		fix: func(c *Config) bool {
+			e, ok := strings.CutSuffix(c.Endpoint, "/api")
+			if ok {
+				c.Endpoint = strings.TrimRight(e, "/")
+			}
+			return ok
+		},
+		show: func(c Config) string { return hideUserinfo(c.Endpoint) },
 	},
 	requiredString("O2_ORGANIZATION_ID", "required: OpenObserve organization id, used verbatim in the ingest path",
 		func(c *Config) *string { return &c.Organization }),
 	nonEmptyString(envStream, "OpenObserve stream the logs go to",
 		func(c *Config) *string { return &c.Stream }),
 	{
-		name: envAuthorization,
-		desc: "required, secret: the Authorization header sent as is, e.g. 'Basic <base64 of email:password or ingestion token>'",
+		name:  envAuthorization,
+		desc:  "required, secret: the Authorization header sent as is, e.g. 'Basic <base64 of email:password or ingestion token>'",
+		fatal: true,
 		// Only trimmed here: the value is a secret, so all judging (and its
 		// messages, which must not echo it) happens in checkAuth.
 		parse: func(c *Config, v string) error { c.Authorization = v; return nil },
@@ -82,20 +118,23 @@ var settings = []setting{
 		desc: "bound of the whole in-memory buffer in MiB (1..1024); beyond it the oldest records are dropped and counted",
 		parse: func(c *Config, v string) error {
 			n, err := parseWhole(envMaxBufferSize, v, "", "1..1024")
-			if err != nil {
+			if err != nil && !isOutOfRange(err) {
 				return err
 			}
-			if n < 1 || n > 1024 {
-				return fmt.Errorf("%s: %d is out of range (allowed 1..1024)", envMaxBufferSize, n)
-			}
-			c.MaxBufferBytes = int(n) * mib
-			return nil
+			// Saturated far beyond the range, so the multiplication
+			// cannot overflow; check judges the range.
+			c.MaxBufferBytes = int(max(min(n, 1<<30), -1)) * mib
+			return err
 		},
 		check: func(c Config) error {
 			if c.MaxBufferBytes < 1*mib || c.MaxBufferBytes > 1024*mib {
 				return fmt.Errorf("%s: %s is out of range (allowed 1..1024)", envMaxBufferSize, formatMiB(c.MaxBufferBytes))
 			}
 			return nil
+		},
+		fix: func(c *Config) bool {
+			c.MaxBufferBytes = min(max(c.MaxBufferBytes, 1*mib), 1024*mib)
+			return true
 		},
 		show: func(c Config) string { return formatMiB(c.MaxBufferBytes) },
 	},
@@ -115,9 +154,6 @@ var settings = []setting{
 			if l == "warning" {
 				l = "warn"
 			}
-			if !slices.Contains(logLevels, l) {
-				return fmt.Errorf("O2_LOG_LEVEL: %s is not a log level (allowed %s)", quote(v), strings.Join(logLevels, ", "))
-			}
 			c.LogLevel = l
 			return nil
 		},
@@ -136,12 +172,9 @@ var settings = []setting{
 		parse: func(c *Config, v string) error {
 			n, err := parseWhole(envListenerPort, v, "", portRange)
 			if err != nil {
-				return err
+				return err // a port too large for int64 gets the default too
 			}
-			if n < 0 || n > 65535 {
-				return fmt.Errorf("%s: %d is out of range (allowed %s)", envListenerPort, n, portRange)
-			}
-			c.ListenerPort = int(n)
+			c.ListenerPort = int(max(min(n, math.MaxInt32), math.MinInt32))
 			return nil
 		},
 		check: func(c Config) error { return checkPort(c.ListenerPort) },
@@ -151,11 +184,7 @@ var settings = []setting{
 		name: "O2_FLUSH_STRATEGY",
 		desc: "auto (chosen from the invocation rate), end (flush after each invocation), continuous (flush in the background) or periodic",
 		parse: func(c *Config, v string) error {
-			s := Strategy(strings.ToLower(v))
-			if !slices.Contains(strategies, s) {
-				return fmt.Errorf("O2_FLUSH_STRATEGY: %s is not a flush strategy (allowed %s)", quote(v), strategyList())
-			}
-			c.FlushStrategy = s
+			c.FlushStrategy = Strategy(strings.ToLower(v))
 			return nil
 		},
 		check: func(c Config) error {
@@ -172,13 +201,23 @@ var settings = []setting{
 		parse: func(c *Config, v string) error {
 			f, err := strconv.ParseFloat(v, 64)
 			switch {
-			case errors.Is(err, strconv.ErrRange):
-				return fmt.Errorf("O2_HIGH_FREQUENCY_THRESHOLD: %s is out of range (allowed >0..100000)", quote(v))
+			case errors.Is(err, strconv.ErrRange): // ±Inf: saturated, for fix
+				c.HighFrequencyThreshold = f
+				return rangeError{fmt.Sprintf("O2_HIGH_FREQUENCY_THRESHOLD: %s is out of range (allowed >0..100000)", quote(v))}
 			case err != nil, math.IsNaN(f), math.IsInf(f, 0): // ParseFloat accepts "NaN" and "Inf"
 				return fmt.Errorf("O2_HIGH_FREQUENCY_THRESHOLD: %s is not a number (allowed >0..100000)", quote(v))
 			}
 			c.HighFrequencyThreshold = f
 			return nil
+		},
+		// Only a threshold above the range has a nearest allowed value; one
+		// of 0 or below (the range is open at 0) gets the default.
+		fix: func(c *Config) bool {
+			if c.HighFrequencyThreshold > 100000 {
+				c.HighFrequencyThreshold = 100000
+				return true
+			}
+			return false
 		},
 		check: func(c Config) error {
 			if f := c.HighFrequencyThreshold; !(f > 0 && f <= 100000) { // also catches NaN
@@ -212,15 +251,14 @@ var settings = []setting{
 		name: envMinLevel,
 		desc: "function and extension log records below this level are not sent: " + strings.Join(minLevels, ", ") + " (WARNING and CRITICAL accepted); records without a level always are",
 		parse: func(c *Config, v string) error {
-			l := canonicalLevel(v)
-			if l == "" {
-				return fmt.Errorf("%s: %s is not a level (allowed %s)", envMinLevel, quote(v), strings.Join(minLevels, ", "))
+			c.MinLevel = strings.ToUpper(v)
+			if a, ok := levelAliases[c.MinLevel]; ok {
+				c.MinLevel = a
 			}
-			c.MinLevel = l
 			return nil
 		},
 		check: func(c Config) error {
-			if c.MinLevel != "" && canonicalLevel(c.MinLevel) != c.MinLevel {
+			if c.MinLevel != "" && !slices.Contains(minLevels, c.MinLevel) {
 				return fmt.Errorf("%s: %s is not a level (allowed %s)", envMinLevel, quote(c.MinLevel), strings.Join(minLevels, ", "))
 			}
 			return nil
@@ -260,21 +298,14 @@ var logLevels = []string{"trace", "debug", "info", "warn", "error"}
 // minLevels are the accepted O2_MIN_LEVEL values, in their stored form.
 var minLevels = []string{"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
 
-// canonicalLevel returns the stored form of a level word, or "" if it is
-// not one.
-func canonicalLevel(v string) string {
-	switch l := strings.ToUpper(strings.TrimSpace(v)); l {
-	case "WARNING":
-		return "WARN"
-	case "CRITICAL":
-		return "FATAL"
-	default:
-		if slices.Contains(minLevels, l) {
-			return l
-		}
-		return ""
-	}
-}
+// levelAliases are the other words runtimes print for a level (Python's),
+// stored as the level they rank as.
+//
+// minLevels and levelAliases copy telemetry.Levels and
+// telemetry.LevelAliases, which the filter applies (config imports only the
+// standard library); TestConfigLevelsAreTelemetrys in cmd/o2-extension
+// fails when they drift apart.
+var levelAliases = map[string]string{"WARNING": "WARN", "CRITICAL": "FATAL"}
 
 // knownTypes are the event types Lambda sends (lambda-platform.md); an
 // O2_EXCLUDE_TYPES entry that matches none of them is most likely a typo.
@@ -293,9 +324,6 @@ func parseExcludeTypes(c *Config, v string) error {
 		if t = strings.TrimSpace(t); t != "" && !slices.Contains(types, t) {
 			types = append(types, t)
 		}
-	}
-	if err := checkExcludeTypes(types); err != nil {
-		return err
 	}
 	c.ExcludeTypes = types
 	return nil
@@ -333,9 +361,13 @@ func strategyList() string {
 
 // reservedFields are the record fields the extension sets itself; O2_FIELDS
 // may not override them. OpenObserve lower-cases field names, so they are
-// compared case-insensitively.
+// compared case-insensitively. The first seven are the keys the encoder
+// writes (openobserve's reservedKeys), the rest the ones main adds from the
+// environment (recordFields): config imports only the standard library, so
+// TestConfigReservedFieldsAreTheEncoders in cmd/o2-extension fails when
+// this list and those two drift apart.
 var reservedFields = []string{
-	"_timestamp", "type", "record", "requestId", "level",
+	"_timestamp", "type", "record", "requestId", "level", "trace_id", "span_id", "part", "truncated", "record_as_text",
 	"function_name", "function_version", "region", "memory_size_mb",
 }
 
@@ -355,14 +387,10 @@ func intSetting(name, desc, unit string, p func(*Config) *int, lo, hi int) setti
 		desc: fmt.Sprintf("%s (%s)", desc, allowed),
 		parse: func(c *Config, v string) error {
 			n, err := parseWhole(name, v, "", allowed)
-			if err != nil {
-				return err
+			if err == nil || isOutOfRange(err) {
+				*p(c) = int(n)
 			}
-			if n < int64(lo) || n > int64(hi) {
-				return fmt.Errorf("%s: %d is out of range (allowed %s)", name, n, allowed)
-			}
-			*p(c) = int(n)
-			return nil
+			return err
 		},
 		check: func(c Config) error {
 			if n := *p(&c); n < lo || n > hi {
@@ -370,6 +398,7 @@ func intSetting(name, desc, unit string, p func(*Config) *int, lo, hi int) setti
 			}
 			return nil
 		},
+		fix:  func(c *Config) bool { *p(c) = min(max(*p(c), lo), hi); return true },
 		show: func(c Config) string { return strconv.Itoa(*p(&c)) },
 	}
 }
@@ -382,20 +411,25 @@ func msSetting(name, desc string, p func(*Config) *time.Duration, lo, hi int64) 
 		desc: fmt.Sprintf("%s (milliseconds, %s)", desc, allowed),
 		parse: func(c *Config, v string) error {
 			n, err := parseWhole(name, v, " of milliseconds", allowed)
-			if err != nil {
-				return err
+			const most = math.MaxInt64 / int64(time.Millisecond)
+			if err == nil && (n > most || n < -most) {
+				err = rangeError{fmt.Sprintf("%s: %s is out of range (allowed %s)", name, quote(v), allowed)}
 			}
-			if n < lo || n > hi {
-				return fmt.Errorf("%s: %d is out of range (allowed %s)", name, n, allowed)
+			if err == nil || isOutOfRange(err) {
+				// Saturated so that the conversion cannot overflow.
+				*p(c) = time.Duration(max(min(n, most), -most)) * time.Millisecond
 			}
-			*p(c) = time.Duration(n) * time.Millisecond
-			return nil
+			return err
 		},
 		check: func(c Config) error {
 			if d := *p(&c); d < time.Duration(lo)*time.Millisecond || d > time.Duration(hi)*time.Millisecond {
 				return fmt.Errorf("%s: %s is out of range (allowed %s)", name, formatMs(d), allowed)
 			}
 			return nil
+		},
+		fix: func(c *Config) bool {
+			*p(c) = min(max(*p(c), time.Duration(lo)*time.Millisecond), time.Duration(hi)*time.Millisecond)
+			return true
 		},
 		show: func(c Config) string { return formatMs(*p(&c)) },
 	}
@@ -441,6 +475,7 @@ func nonEmptyString(name, desc string, p func(*Config) *string) setting {
 // requiredString is a string without a default.
 func requiredString(name, desc string, p func(*Config) *string) setting {
 	s := nonEmptyString(name, desc, p)
+	s.fatal = true
 	s.check = func(c Config) error {
 		if strings.TrimSpace(*p(&c)) == "" {
 			return fmt.Errorf("%s is required", name)
@@ -451,11 +486,12 @@ func requiredString(name, desc string, p func(*Config) *string) setting {
 }
 
 // parseWhole parses a base-10 integer; what ("" or " of milliseconds") and
-// allowed only shape the message.
+// allowed only shape the message. A number too large for int64 is returned
+// saturated, with a rangeError.
 func parseWhole(name, v, what, allowed string) (int64, error) {
 	n, err := strconv.ParseInt(v, 10, 64)
 	if errors.Is(err, strconv.ErrRange) {
-		return 0, fmt.Errorf("%s: %s is out of range (allowed %s)", name, quote(v), allowed)
+		return n, rangeError{fmt.Sprintf("%s: %s is out of range (allowed %s)", name, quote(v), allowed)}
 	}
 	if err != nil {
 		return 0, fmt.Errorf("%s: %s is not a whole number%s (allowed %s)", name, quote(v), what, allowed)
@@ -493,6 +529,9 @@ func checkEndpoint(v string) error {
 	}
 	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(v, "#") {
 		return fmt.Errorf("%s: %s must not have a query or fragment", envEndpoint, quote(v))
+	}
+	if strings.HasSuffix(strings.TrimRight(u.Path, "/"), "/api") {
+		return fmt.Errorf("%s: %s ends in /api, which the extension appends itself (it wants the server's base URL)", envEndpoint, quote(v))
 	}
 	return nil
 }
@@ -539,15 +578,13 @@ func parseFields(c *Config, v string) error {
 		}
 		fields[k] = strings.TrimSpace(val)
 	}
-	if len(errs) > 0 {
-		// Also judge the keys that did parse, so every problem is reported at once.
-		return errors.Join(append(errs, checkFields(fields))...)
-	}
 	if len(fields) == 0 {
 		fields = nil // only commas: same as unset
 	}
+	// Stored even with errors: Load then judges the keys that did parse
+	// too, so every problem is reported at once.
 	c.Fields = fields
-	return nil
+	return errors.Join(errs...)
 }
 
 // checkFields reports every bad key, in sorted order.

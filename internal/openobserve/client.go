@@ -75,8 +75,9 @@ type Options struct {
 	// AttemptTimeout bounds one HTTP attempt, reply included (default 30 s).
 	AttemptTimeout time.Duration
 	// MaxRetries is the number of retries of a request after its first
-	// attempt (default 3; negative means none). A request still failing
-	// then hands its records back to the Shipper, which keeps them.
+	// attempt, as given: 0 means none (DefaultMaxRetries is the
+	// configuration's default). A request still failing then hands its
+	// records back to the Shipper, which keeps them.
 	MaxRetries int
 	// RetryWaitMin is the cap of the first jittered backoff wait (default
 	// 100 ms); the first failure is retried at once.
@@ -114,12 +115,7 @@ func (o *Options) setDefaults() {
 	if o.AttemptTimeout <= 0 {
 		o.AttemptTimeout = DefaultAttemptTimeout
 	}
-	switch {
-	case o.MaxRetries == 0:
-		o.MaxRetries = DefaultMaxRetries
-	case o.MaxRetries < 0:
-		o.MaxRetries = 0
-	}
+	o.MaxRetries = max(o.MaxRetries, 0)
 	if o.RetryWaitMin <= 0 {
 		o.RetryWaitMin = DefaultRetryWaitMin
 	}

@@ -34,6 +34,7 @@ func options(base string) openobserve.Options {
 		IngestURL:     base + "/api/default/lambda/_json",
 		HealthURL:     base + "/healthz",
 		Authorization: goodAuth,
+		MaxRetries:    openobserve.DefaultMaxRetries,
 		Fields:        map[string]any{"function_name": "orders-api", "region": "eu-west-1"},
 	}
 }
@@ -418,7 +419,7 @@ func TestUndeliveredEventsReturned(t *testing.T) {
 	s := o2test.Run(t, o2test.Options{})
 	o := options(s.URL())
 	o.MaxBatchBytes = 1500 // a few records per request
-	o.MaxRetries = -1
+	o.MaxRetries = 0
 	c := openobserve.NewClient(o)
 	s.SetFaultFunc(failFromSecond)
 	evs := textEvents(30, time.Now())
@@ -965,7 +966,7 @@ func TestSplitEventNotSentTwiceAfterAFailure(t *testing.T) {
 	o := options(s.URL())
 	o.MaxRecordBytes = 1000
 	o.MaxBatchBytes = 4000 // the small event and two parts fit; all parts fit alone
-	o.MaxRetries = -1
+	o.MaxRetries = 0
 	c := openobserve.NewClient(o)
 	s.SetFaultFunc(failFromSecond)
 	small, _ := json.Marshal(strings.Repeat("s", 900))

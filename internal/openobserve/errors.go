@@ -204,6 +204,9 @@ func explainStatus(se *StatusError) string {
 		return "rate limited: OpenObserve asks to slow down; logs are kept and retried" + detail
 	case c >= 300 && c < 400:
 		return "redirected: set O2_ENDPOINT to the final URL" + detail
+	case c == http.StatusNotImplemented:
+		// Not transient: the server does not do what was asked at all.
+		return "not supported (HTTP 501): the server at O2_ENDPOINT does not implement this request, so it is probably not OpenObserve (or a proxy in front of it refuses the method): check O2_ENDPOINT" + detail
 	case c >= 500:
 		return fmt.Sprintf("server error (HTTP %d): OpenObserve is reachable but failing; try again later", c) + detail
 	}

@@ -56,7 +56,7 @@ func otlpOptions(base string) openobserve.Options {
 	o := options(base)
 	o.MetricsURL = base + "/api/default/v1/metrics"
 	o.TracesURL = base + "/api/default/v1/traces"
-	o.MaxRetries = -1
+	o.MaxRetries = 0
 	return o
 }
 

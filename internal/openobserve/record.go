@@ -27,6 +27,12 @@ const truncMarkerMax = len("…[truncated  bytes]") + 20
 // stream, so it is skipped.
 var reservedKeys = []string{"_timestamp", "type", "record", "requestid", "level", "trace_id", "span_id", "part", "truncated", "record_as_text"}
 
+// ReservedKeys returns the record keys the encoder writes itself, normalised
+// (lower case). config refuses them in O2_FIELDS with its own copy of the
+// list, as config imports only the standard library; a test in
+// cmd/o2-extension fails when the two drift apart.
+func ReservedKeys() []string { return slices.Clone(reservedKeys) }
+
 // encoder turns events into OpenObserve records. It is immutable once built
 // and safe for concurrent use.
 type encoder struct {
@@ -77,9 +83,10 @@ func (e *encoder) sizeHint(ev *telemetry.Event) int {
 	return len(ev.Record) + len(ev.Type) + len(ev.RequestID) + len(ev.Level) + len(ev.TraceID) + len(ev.SpanID) + len(e.fields) + 110
 }
 
-// AppendRecords encodes evs as OpenObserve records, one JSON object each,
-// and appends them to dst. o supplies MaxRecordBytes and Fields (nil means
-// the defaults and no fields).
+// encodeAll encodes evs as OpenObserve records, one JSON object each, into
+// one buffer. It returns the buffer and the end offset of every record;
+// owners, when not nil, receives for every record the index of the event it
+// came from.
 //
 // A record has the keys, in this order: "_timestamp" (integer µs from
 // Event.Time, left out for a zero time so that OpenObserve stamps it),
@@ -98,42 +105,6 @@ func (e *encoder) sizeHint(ev *telemetry.Event) int {
 // JSON text as a truncated string. Invalid UTF-8 and lone UTF-16 surrogates
 // are replaced by U+FFFD: OpenObserve's parser refuses them and would fail the
 // whole batch.
-//
-// All records share one backing array: the slices appended to dst must be
-// treated as read-only.
-func AppendRecords(dst [][]byte, evs []telemetry.Event, o *Options) [][]byte {
-	var oo Options
-	if o != nil {
-		oo = *o
-	}
-	oo.setDefaults()
-	e := newEncoder(oo.Fields, oo.MaxRecordBytes)
-	buf, ends := e.encodeAll(evs, nil)
-	start := 0
-	for _, end := range ends {
-		dst = append(dst, buf[start:end:end])
-		start = end
-	}
-	return dst
-}
-
-// AppendRecords is the package-level AppendRecords with the client's
-// options. It reuses the client's pre-encoded static fields, so it costs two
-// allocations per call (the records' shared buffer and their offsets) plus
-// dst's growth.
-func (c *Client) AppendRecords(dst [][]byte, evs []telemetry.Event) [][]byte {
-	buf, ends := c.enc.encodeAll(evs, nil)
-	start := 0
-	for _, end := range ends {
-		dst = append(dst, buf[start:end:end])
-		start = end
-	}
-	return dst
-}
-
-// encodeAll encodes evs into one buffer. It returns the buffer and the end
-// offset of every record; owners, when not nil, receives for every record
-// the index of the event it came from.
 func (e *encoder) encodeAll(evs []telemetry.Event, owners *[]int) ([]byte, []int) {
 	n := 0
 	for i := range evs {

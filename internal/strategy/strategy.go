@@ -143,7 +143,7 @@ type Decision struct {
 	Mode    Mode
 	Changed bool    // differs from the previous decision's mode
 	Reason  string  // human readable, for the log line of a change
-	Rate    float64 // invocations per minute as measured (0 when not enough samples)
+	rate    float64 // invocations per minute as measured (0 when not enough samples); read by the tests
 }
 
 // Selector chooses the flush mode from the history of invocation starts and
@@ -194,7 +194,7 @@ func (s *Selector) Start(now time.Time, requestID string) Decision {
 	prev := s.mode
 	next, reason := s.decide(prev, n, span, rate)
 	s.mode = next
-	return Decision{Mode: next, Changed: next != prev, Reason: reason, Rate: rate}
+	return Decision{Mode: next, Changed: next != prev, Reason: reason, rate: rate}
 }
 
 // track adds requestID to the running set, evicting the oldest entry when the

@@ -76,7 +76,7 @@ func run(t *testing.T, s *Selector, p plan, changes map[int]Mode) []Decision {
 		}
 		if d.Mode != mode || d.Changed != change {
 			t.Fatalf("start %d at %v: got mode %v changed %v (rate %.4f, %q), want mode %v changed %v",
-				i, off, d.Mode, d.Changed, d.Rate, d.Reason, mode, change)
+				i, off, d.Mode, d.Changed, d.rate, d.Reason, mode, change)
 		}
 		if got := s.Mode(); got != mode {
 			t.Fatalf("start %d: Mode() = %v, want %v", i, got, mode)
@@ -157,7 +157,7 @@ func TestStartAdaptive(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ds := run(t, New(tt.opts), tt.starts, tt.changes)
 			for i, want := range tt.rates {
-				if got := ds[i].Rate; got != want {
+				if got := ds[i].rate; got != want {
 					t.Errorf("rate at start %d = %v, want %v", i, got, want)
 				}
 			}
@@ -522,8 +522,8 @@ func TestBounds(t *testing.T) {
 		if cap(s.buf) > 32 {
 			t.Errorf("cap = %d, want <= 32", cap(s.buf))
 		}
-		if d.Mode != Continuous || d.Rate != 60 {
-			t.Errorf("last decision %v at %v/min, want continuous at 60", d.Mode, d.Rate)
+		if d.Mode != Continuous || d.rate != 60 {
+			t.Errorf("last decision %v at %v/min, want continuous at 60", d.Mode, d.rate)
 		}
 	})
 	t.Run("default bound under a flood", func(t *testing.T) {
@@ -557,8 +557,8 @@ func TestBounds(t *testing.T) {
 		s := New(Options{Auto: true, MinSamples: 2})
 		for i, off := range []time.Duration{10 * time.Second, 5 * time.Second, 12 * time.Second, 0, 20 * time.Second} {
 			d := s.Start(at(off), "r")
-			if d.Rate < 0 {
-				t.Fatalf("start %d: negative rate %v", i, d.Rate)
+			if d.rate < 0 {
+				t.Fatalf("start %d: negative rate %v", i, d.rate)
 			}
 			w := s.buf[s.lo:]
 			for j := 1; j < len(w); j++ {

@@ -25,18 +25,23 @@ type Filter struct {
 	Annotate func(*Event)
 }
 
-// Levels are the log levels a Filter knows, lowest first. WARNING and
-// CRITICAL (Python's words) rank as WARN and FATAL.
+// Levels are the log levels a Filter knows, lowest first: the one list of
+// them (config copies it, and a test in cmd/o2-extension holds the copy to
+// it).
 var Levels = []string{"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
 
-// LevelRank is the position of level in Levels (case-insensitive, with
-// WARNING as WARN and CRITICAL as FATAL), or -1 when it is not a level.
+// LevelAliases are the other words runtimes print for a level (Python's
+// logging), and the level of Levels each ranks as.
+var LevelAliases = map[string]string{"WARNING": "WARN", "CRITICAL": "FATAL"}
+
+// LevelRank is the position of level in Levels (case-insensitive, an alias
+// ranking as its level), or -1 when it is not a level.
 func LevelRank(level string) int {
-	switch {
-	case strings.EqualFold(level, "WARNING"):
-		level = "WARN"
-	case strings.EqualFold(level, "CRITICAL"):
-		level = "FATAL"
+	for alias, l := range LevelAliases {
+		if strings.EqualFold(level, alias) {
+			level = l
+			break
+		}
 	}
 	for i, l := range Levels {
 		if strings.EqualFold(level, l) {

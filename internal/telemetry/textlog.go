@@ -13,10 +13,6 @@ import "strings"
 // and the request id of a line printed after its invocation ended (a
 // callback, a background task) is its own, not the next one's.
 
-// levels are the level words runtimes print: Node.js's console methods and
-// Python's logging levels.
-var levels = []string{"TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "FATAL", "CRITICAL"}
-
 // textPrefix reads a runtime's prefix from a text-format record, raw being
 // the record as a JSON string (tabs escaped as \t). It returns the request id
 // (a subslice of raw) and the level, or nil and "" when the line has no such
@@ -94,9 +90,16 @@ func isTimestamp(b []byte) bool {
 }
 
 // levelWord returns the level b names, in capitals (some runtimes print
-// "info"), or "" when b is not a level.
+// "info"), or "" when b is not a level: the words runtimes print are Levels
+// (Node.js's console methods) and LevelAliases (Python's logging levels),
+// kept as printed.
 func levelWord(b []byte) string {
-	for _, l := range levels {
+	for _, l := range Levels {
+		if len(b) == len(l) && strings.EqualFold(string(b), l) {
+			return l
+		}
+	}
+	for l := range LevelAliases {
 		if len(b) == len(l) && strings.EqualFold(string(b), l) {
 			return l
 		}

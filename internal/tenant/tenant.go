@@ -47,7 +47,7 @@ type Options struct {
 	Field string
 	// MaxPending bounds the marks waiting for their report, and separately
 	// the reports waiting for their mark. Past it the oldest entry is
-	// evicted; an evicted mark is counted in Stats.Evicted. Default
+	// evicted; an evicted mark is counted (stats.Evicted). Default
 	// DefaultMaxPending.
 	MaxPending int
 	// MaxAge evicts a mark (counted) or a report that has waited this long
@@ -95,8 +95,9 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Stats counts what a Tracker has seen.
-type Stats struct {
+// stats counts what a Tracker has seen (read by the tests; the summary
+// record does not carry them yet).
+type stats struct {
 	// Marks is the number of tenant marks accepted (trigger, tenant and
 	// request id all present).
 	Marks uint64
@@ -110,7 +111,7 @@ type Stats struct {
 
 // Tracker joins tenant marks with platform.report events. Observe is meant
 // to be called from one goroutine (the listener's decoder) but is safe for
-// concurrent use; Stats may be called from any goroutine. A nil *Tracker
+// concurrent use; its counters may be read from any goroutine. A nil *Tracker
 // observes nothing, so a disabled feature costs a nil check.
 type Tracker struct {
 	o      Options
@@ -250,22 +251,4 @@ func (t *Tracker) emitLocked(m mark, r report) []telemetry.Event {
 		RequestID: m.requestID,
 		Flat:      true,
 	}}
-}
-
-// Stats returns the counters.
-func (t *Tracker) Stats() Stats {
-	if t == nil {
-		return Stats{}
-	}
-	return Stats{Marks: t.nMarks.Load(), Matched: t.nMatched.Load(), Evicted: t.nEvicted.Load()}
-}
-
-// Pending returns how many marks are waiting for their report.
-func (t *Tracker) Pending() int {
-	if t == nil {
-		return 0
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.marks.len()
 }

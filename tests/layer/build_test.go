@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -235,7 +236,7 @@ func TestBuildScriptCommands(t *testing.T) {
 		{"help", []string{"help"}, nil, 0, []string{"Usage: ./build.sh", "BUILD_TARGETS", "DIST_DIR", "test ", "check ", "clean "}, nil},
 		{"unknown subcommand", []string{"deploy"}, nil, 2, nil, []string{`unknown subcommand "deploy"`, "Usage: ./build.sh"}},
 		{"two subcommands", []string{"clean", "build"}, nil, 2, nil, []string{"Usage: ./build.sh"}},
-		{"unknown target", nil, []string{"BUILD_TARGETS=mips"}, 1, nil, []string{`unknown target "mips"`}},
+		{"unknown target", nil, []string{"BUILD_TARGETS=mips"}, 1, nil, []string{`unknown target "mips" (want x86_64 (or amd64) and/or arm64 (or aarch64))`}},
 		{"version override", []string{"version"}, []string{"BUILD_VERSION=v1.2.3-rc.1"}, 0, []string{"v1.2.3-rc.1\n"}, nil},
 		{"version unfit for -X", []string{"version"}, []string{"BUILD_VERSION=1.0 beta"}, 1, nil, []string{`version "1.0 beta"`}},
 	}
@@ -253,23 +254,19 @@ func TestBuildScriptCommands(t *testing.T) {
 }
 
 // TestBuildVersionSources checks where the version comes from when
-// BUILD_VERSION is unset: git describe in a checkout, else the VERSION
-// file (a release tarball), else "dev".
+// BUILD_VERSION is unset: the VERSION file, else "dev".
 func TestBuildVersionSources(t *testing.T) {
-	t.Run("git describe in the checkout", func(t *testing.T) {
-		git, err := exec.LookPath("git")
+	t.Run("VERSION file in the checkout", func(t *testing.T) {
+		want, err := os.ReadFile(filepath.Join(root, "VERSION"))
 		if err != nil {
-			t.Fatal("git not found in PATH")
-		}
-		cmd := exec.Command(git, "describe", "--tags", "--always", "--dirty")
-		cmd.Dir = root
-		want, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("git describe: %v", err)
+			t.Fatal(err)
 		}
 		res := runScript(t.Context(), environ(), nil, "build.sh", "version")
 		if res.code != 0 || res.stdout != string(want) {
-			t.Errorf("version = %q (exit %d, %s), want git describe's %q", res.stdout, res.code, res.stderr, want)
+			t.Errorf("version = %q (exit %d, %s), want the VERSION file's %q", res.stdout, res.code, res.stderr, want)
+		}
+		if !regexp.MustCompile(`^\d+\.\d+\.\d+\n$`).Match(want) {
+			t.Errorf("VERSION = %q, want a release version x.y.z", want)
 		}
 	})
 	// Outside a git work tree: a copy of build.sh in a temporary directory.
@@ -301,9 +298,28 @@ func TestBuildVersionSources(t *testing.T) {
 	}
 }
 
+// TestBuildLeavesHostBinary: the README runs ./dist/o2-extension
+// --health-check right after ./build.sh, so build leaves a binary for this
+// machine there, stamped with the version and the commit.
+func TestBuildLeavesHostBinary(t *testing.T) {
+	dist := builtDist(t)
+	cmd := exec.CommandContext(t.Context(), filepath.Join(dist, "o2-extension"), "--version")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("dist/o2-extension --version: %v\n%s", err, out)
+	}
+	git := exec.Command("git", "rev-parse", "--short=12", "HEAD")
+	git.Dir = root
+	head, err := git.Output()
+	if err != nil {
+		t.Fatalf("git rev-parse: %v", err)
+	}
+	mustContain(t, "--version", string(out), "o2-extension "+testVersion+" (commit "+strings.TrimSpace(string(head)))
+}
+
 func TestBuildClean(t *testing.T) {
 	dist := t.TempDir()
-	mine := []string{"o2-extension-x86_64.zip", "o2-extension-arm64.zip", "o2-extension-x86_64.version", "o2-extension-arm64.version"}
+	mine := []string{"o2-extension-x86_64.zip", "o2-extension-arm64.zip", "o2-extension-x86_64.version", "o2-extension-arm64.version", "o2-extension"}
 	for _, f := range append(mine, "notes.txt") {
 		if err := os.WriteFile(filepath.Join(dist, f), []byte("x"), 0o644); err != nil {
 			t.Fatal(err)

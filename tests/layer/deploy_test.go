@@ -25,11 +25,11 @@ const region = "us-east-1"
 // extensions, 15 being all Lambda accepts on one layer version.
 var wantRuntimes = []string{
 	"provided.al2023", "provided.al2",
-	"python3.13", "python3.12", "python3.11", "python3.10", "python3.9",
-	"nodejs22.x", "nodejs20.x",
+	"python3.14", "python3.13", "python3.12", "python3.11", "python3.10",
+	"nodejs24.x", "nodejs22.x",
 	"java21", "java17", "java11",
 	"dotnet8",
-	"ruby3.3", "ruby3.2",
+	"ruby3.4", "ruby3.3",
 }
 
 // fakeDist returns a DIST_DIR holding stand-in zips: the preflight
@@ -58,6 +58,7 @@ func TestDeployFailsEarly(t *testing.T) {
 		wantCode int
 		wantOut  []string
 		wantErr  []string
+		dontWant []string // in stderr
 	}{
 		{name: "help", args: []string{"help"}, wantOut: []string{"Usage: ./deploy.sh", "list", "delete", "--yes", "AWS_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL", "DEPLOY_ARCH", "LAYER_NAME"}},
 		{name: "unknown subcommand", args: []string{"publish-all"}, wantCode: 2, wantErr: []string{`unknown subcommand "publish-all"`, "Usage: ./deploy.sh"}},
@@ -65,11 +66,20 @@ func TestDeployFailsEarly(t *testing.T) {
 		{name: "no aws CLI", env: []string{"PATH=" + emptyPath}, wantCode: 1, wantErr: []string{"the aws CLI is not installed or not in PATH"}},
 		{name: "zips not built", noDist: true, wantCode: 1, wantErr: []string{"o2-extension-x86_64.zip not found: build it first with ./build.sh"}},
 		{name: "arm64 zip not built", args: []string{"deploy"}, env: []string{"DEPLOY_ARCH=arm64"}, noDist: true, wantCode: 1, wantErr: []string{"o2-extension-arm64.zip not found", "BUILD_TARGETS=arm64 ./build.sh"}},
-		{name: "unknown architecture", env: []string{"DEPLOY_ARCH=mips"}, wantCode: 1, wantErr: []string{`DEPLOY_ARCH="mips"`}},
+		{name: "unknown architecture", env: []string{"DEPLOY_ARCH=mips"}, wantCode: 1,
+			wantErr: []string{`DEPLOY_ARCH="mips": want x86_64 (or amd64) or arm64 (or aarch64)`}},
 		{name: "bad layer name", env: []string{"LAYER_NAME=my layer"}, wantCode: 1, wantErr: []string{`LAYER_NAME="my layer"`}},
 		{name: "too many runtimes", env: []string{"COMPATIBLE_RUNTIMES=" + strings.Join(append(slices.Clone(wantRuntimes), "nodejs18.x"), " ")}, wantCode: 1, wantErr: []string{"names 16 runtimes; Lambda accepts at most 15"}},
 		{name: "no region", env: []string{"AWS_REGION=", "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing"}, wantCode: 1, wantErr: []string{"no AWS region: set AWS_REGION"}},
 		{name: "no credentials", env: []string{"AWS_REGION=" + region}, wantCode: 1, wantErr: []string{"no usable AWS credentials", "Unable to locate credentials"}},
+		// A typo in the region is named as such, not blamed on credentials.
+		{name: "bad region name", env: []string{"AWS_REGION=us-east", "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing"}, wantCode: 1,
+			wantErr: []string{`AWS_REGION "us-east" is not a region name`}, dontWant: []string{"credentials"}},
+		{name: "bad region name from the configuration", env: []string{"AWS_DEFAULT_REGION=Europe", "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing"}, wantCode: 1,
+			wantErr: []string{`AWS_DEFAULT_REGION "Europe" is not a region name`}},
+		// Nothing answers at the endpoint: said so, not blamed on credentials.
+		{name: "endpoint unreachable", env: []string{"AWS_REGION=" + region, "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "AWS_MAX_ATTEMPTS=1"}, wantCode: 1,
+			wantErr: []string{"cannot reach AWS STS in region " + region + " at http://127.0.0.1:1", "Could not connect to the endpoint URL"}, dontWant: []string{"credentials"}},
 		{name: "delete with nobody to confirm", args: []string{"delete"}, env: []string{"AWS_REGION=" + region, "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing"}, wantCode: 1, wantErr: []string{"refusing to delete without --yes"}},
 	}
 	for _, tt := range tests {
@@ -90,9 +100,50 @@ func TestDeployFailsEarly(t *testing.T) {
 			}
 			mustContain(t, "stdout", res.stdout, tt.wantOut...)
 			mustContain(t, "stderr", res.stderr, tt.wantErr...)
+			for _, w := range tt.dontWant {
+				if strings.Contains(res.stderr, w) {
+					t.Errorf("stderr mentions %q:\n%s", w, res.stderr)
+				}
+			}
 			if infos, _ := filepath.Glob(filepath.Join(home, "deployment-info-*")); tt.wantCode != 0 && len(infos) > 0 {
 				t.Errorf("a failed run wrote %q", infos)
 			}
+		})
+	}
+}
+
+// TestDeployAWSFailuresExit1: whatever the CLI exits with when a call fails
+// (255 for most errors, a bad region among them), deploy.sh exits 1 like
+// for every other failure, naming the call. The CLI here is a stub that
+// knows the caller and refuses everything else.
+func TestDeployAWSFailuresExit1(t *testing.T) {
+	stub := t.TempDir()
+	script := `#!/usr/bin/env bash
+case "$1 $2" in
+"sts get-caller-identity") printf '123456789012\tarn:aws:iam::123456789012:user/stub\n' ;;
+*) echo "An error occurred (InvalidParameterValueException) when calling the $2 operation: stub refuses" >&2; exit 255 ;;
+esac
+`
+	if err := os.WriteFile(filepath.Join(stub, "aws"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args []string
+		call string
+	}{
+		{nil, "aws lambda publish-layer-version failed (exit 255)"},
+		{[]string{"list"}, "aws lambda list-layer-versions failed (exit 255)"},
+		{[]string{"delete", "--yes"}, "aws lambda list-layer-versions failed (exit 255)"},
+	} {
+		t.Run(strings.Join(append([]string{"deploy"}, tt.args...), " "), func(t *testing.T) {
+			home := t.TempDir()
+			env := awsEnv(home, "DIST_DIR="+fakeDist(t), "DEPLOY_INFO_DIR="+home, "AWS_REGION="+region,
+				"PATH="+stub+string(os.PathListSeparator)+os.Getenv("PATH"))
+			res := runScript(t.Context(), env, nil, "deploy.sh", tt.args...)
+			if res.code != 1 {
+				t.Errorf("exit code %d, want 1\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+			}
+			mustContain(t, "stderr", res.stderr, tt.call, "stub refuses")
 		})
 	}
 }
@@ -229,9 +280,17 @@ func TestDeployToMoto(t *testing.T) {
 		}
 	}
 
-	// Delete under another LAYER_NAME touches only that layer.
+	// Delete under another LAYER_NAME touches only that layer, and takes
+	// its ARN out of deployment-info-x86_64.txt.
 	res = deploy(t, 0, []string{"LAYER_NAME=acme-o2"}, "delete", "--yes")
 	mustContain(t, "delete output", res.stdout, "deleted "+arnOf("acme-o2-x86_64", 1))
+	info, err := os.ReadFile(filepath.Join(home, "deployment-info-x86_64.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(info), "acme-o2") || !strings.Contains(string(info), arnOf("o2-extension-x86_64", 1)) {
+		t.Errorf("deployment-info-x86_64.txt after deleting acme-o2:\n%s", info)
+	}
 
 	res = deploy(t, 0, nil, "list")
 	mustContain(t, "list output", res.stdout, arnOf("o2-extension-x86_64", 1), arnOf("o2-extension-arm64", 2), arnOf("o2-extension-arm64", 1))
@@ -244,6 +303,12 @@ func TestDeployToMoto(t *testing.T) {
 	res = deploy(t, 0, nil, "delete", "--yes")
 	for _, arn := range []string{arnOf("o2-extension-x86_64", 1), arnOf("o2-extension-arm64", 2), arnOf("o2-extension-arm64", 1)} {
 		mustContain(t, "delete output", res.stdout, "deleted "+arn)
+	}
+	// No deployment-info file names a deleted version.
+	for _, a := range arches {
+		if b, err := os.ReadFile(filepath.Join(home, "deployment-info-"+a.name+".txt")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("deployment-info-%s.txt after delete --yes (%v):\n%s", a.name, err, b)
+		}
 	}
 	var layers struct{ Layers []struct{ LayerName string } }
 	cli(t, &layers, "lambda", "list-layers")

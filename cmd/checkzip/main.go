@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	go run ./scripts/checkzip -arch x86_64|arm64 ZIP...
+//	go run ./cmd/checkzip -arch x86_64|arm64 ZIP...
 package main
 
 import (
@@ -15,7 +15,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/o2-extension/o2-extension/scripts/layerzip"
+	"github.com/o2-extension/o2-extension/internal/layerzip"
 )
 
 func main() {

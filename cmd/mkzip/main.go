@@ -3,7 +3,7 @@
 //
 // Usage:
 //
-//	go run ./scripts/mkzip -bin BINARY -o ZIP [-comment TEXT]
+//	go run ./cmd/mkzip -bin BINARY -o ZIP [-comment TEXT]
 //
 // The zip is written to a temporary file next to ZIP and renamed into
 // place, so a failed run never leaves a half-written zip behind.
@@ -17,7 +17,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/o2-extension/o2-extension/scripts/layerzip"
+	"github.com/o2-extension/o2-extension/internal/layerzip"
 )
 
 func main() {
