@@ -47,8 +47,10 @@ func quietLog() *logrus.Entry {
 }
 
 func testExt(d Delivery, o Options) *ext {
-	return &ext{o: o, log: quietLog(), delivery: d, buf: telemetry.NewBuffer(1 << 20),
-		tracker: newTracker(), sel: strategy.New(o.Strategy), modeCounts: map[strategy.Mode]int{}}
+	o.Logger = quietLog()
+	e := newExt(o)
+	e.delivery, e.buf = d, telemetry.NewBuffer(1<<20)
+	return e
 }
 
 // A missing platform.runtimeDone never holds /next past the deadline, and a

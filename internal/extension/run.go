@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"maps"
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -100,7 +98,10 @@ type Options struct {
 	HTTPClient *http.Client // for the Lambda APIs; must have no timeout
 }
 
-// ext is the state of one running extension.
+// ext is the state of one running extension. Its fields are the Run
+// goroutine's alone (invoke, waitRuntimeDone, shutdown and the summary all
+// run there), but for what onEvent touches on the listener's goroutine:
+// the selector and the tracker, which lock themselves, and the atomics.
 type ext struct {
 	o   Options
 	log *logrus.Entry
@@ -111,7 +112,6 @@ type ext struct {
 	delivery Delivery
 	tracker  *tracker
 
-	mu          sync.Mutex // guards modeCounts, invocations, lastRequest, warnedAt (sel locks itself)
 	sel         *strategy.Selector
 	modeCounts  map[strategy.Mode]int
 	invocations int
@@ -120,17 +120,18 @@ type ext struct {
 	// doneAt is when the last platform.runtimeDone reached the listener
 	// (unix ns): the start of the extension's own share of a hold.
 	doneAt atomic.Int64
+	// started counts platform.start events: the requests served, as the
+	// telemetry shows them (on Managed Instances there is no INVOKE).
+	started atomic.Int64
 }
 
-// Run registers the extension and runs its lifecycle until SHUTDOWN (nil
-// error), until ctx ends (a signal: a short final flush, then nil), or until
-// the Extensions API fails (an error: nothing more can be done).
-func Run(ctx context.Context, o Options) error {
+// newExt returns the state of an extension for o, not yet registered.
+func newExt(o Options) *ext {
 	log := o.Logger
 	if log == nil {
 		log = logrus.NewEntry(logrus.StandardLogger())
 	}
-	e := &ext{
+	return &ext{
 		o:          o,
 		log:        log,
 		api:        NewClient(o.RuntimeAPI, o.HTTPClient),
@@ -138,6 +139,14 @@ func Run(ctx context.Context, o Options) error {
 		sel:        strategy.New(o.Strategy),
 		modeCounts: map[strategy.Mode]int{},
 	}
+}
+
+// Run registers the extension and runs its lifecycle until SHUTDOWN (nil
+// error), until ctx ends (a signal: a short final flush, then nil), or until
+// the Extensions API fails (an error: nothing more can be done).
+func Run(ctx context.Context, o Options) error {
+	e := newExt(o)
+	log := e.log
 	events := []string{EventInvoke, EventShutdown}
 	if o.ManagedInstances {
 		// INVOKE cannot be registered on Managed Instances: Lambda answers
@@ -239,6 +248,7 @@ func (e *ext) onEvent(ev *telemetry.Event) {
 	}
 	switch ev.Type {
 	case "platform.start":
+		e.started.Add(1)
 		e.tracker.mark(ev.RequestID, stageStart)
 	case "platform.runtimeDone":
 		e.doneAt.Store(time.Now().UnixNano())
@@ -255,12 +265,10 @@ func (e *ext) onEvent(ev *telemetry.Event) {
 // once the runtime is done.
 func (e *ext) invoke(ctx context.Context, ev Event) {
 	now := time.Now()
-	e.mu.Lock()
 	e.invocations++
 	prev := e.lastRequest
 	e.lastRequest = ev.RequestID
 	if e.delivery == nil {
-		e.mu.Unlock()
 		return
 	}
 	if prev != "" {
@@ -270,7 +278,6 @@ func (e *ext) invoke(ctx context.Context, ev Event) {
 	}
 	d := e.sel.Start(now, ev.RequestID)
 	e.modeCounts[d.Mode]++
-	e.mu.Unlock()
 	if d.Changed {
 		e.log.WithField("mode", d.Mode.String()).Info("flush mode: " + d.Reason)
 	}
@@ -348,9 +355,7 @@ func (e *ext) waitRuntimeDone(ctx context.Context, id string, deadline time.Time
 			longC = nil
 			e.log.WithFields(logrus.Fields{"mode": strategy.Periodic.String(), "requestId": id}).
 				Info("flush mode: periodic: invocation running longer than O2_LONG_RUNNING_MS; its records keep streaming")
-			e.mu.Lock()
 			e.modeCounts[strategy.Periodic]++
-			e.mu.Unlock()
 		case <-deadlineTimer.C:
 			e.endWithoutRuntimeDone(id)
 			return false
@@ -367,13 +372,11 @@ func (e *ext) endWithoutRuntimeDone(id string) {
 // warnRarely logs at most once a minute: these conditions can repeat on
 // every invocation, and every line we print comes back as telemetry.
 func (e *ext) warnRarely(msg string) {
-	e.mu.Lock()
 	now := time.Now()
 	ok := now.Sub(e.warnedAt) >= time.Minute
 	if ok {
 		e.warnedAt = now
 	}
-	e.mu.Unlock()
 	if ok {
 		e.log.Warn(msg)
 	}
@@ -389,9 +392,7 @@ func (e *ext) shutdown(ctx context.Context, deadline time.Time, reason string) {
 		e.log.WithFields(logrus.Fields{"reason": reason, "invocations": e.invocations}).Info("shutdown")
 		return
 	}
-	e.mu.Lock()
 	last := e.lastRequest
-	e.mu.Unlock()
 	gctx, gcancel := context.WithTimeout(sctx, min(reportGrace, time.Until(end)/3))
 	if last != "" {
 		select {
@@ -462,28 +463,53 @@ func (e *ext) waitQuiet(ctx context.Context, quiet time.Duration) {
 
 // summary is the extension's own record: what it did over its life, with
 // the delivery's counters as they stand once the final drain is over.
+type summary struct {
+	Version        string         `json:"version"`
+	ShutdownReason string         `json:"shutdownReason"`
+	Invocations    int            `json:"invocations"` // requests served (platform.start on Managed Instances)
+	Modes          map[string]int `json:"modes"`
+	Mode           string         `json:"mode"`
+	// What the listener received.
+	EventsReceived       uint64 `json:"eventsReceived"`
+	MalformedEvents      uint64 `json:"malformedEvents"`
+	TruncatedBodies      uint64 `json:"truncatedBodies"`
+	FilteredEvents       uint64 `json:"filteredEvents"`
+	LambdaDroppedRecords uint64 `json:"lambdaDroppedRecords"`
+	LambdaDroppedBytes   uint64 `json:"lambdaDroppedBytes"`
+}
+
+// summary builds the summary record: its own fields, then the delivery's
+// counters in the same object.
 func (e *ext) summary(reason string) json.RawMessage {
 	ls := e.listener.Stats()
-	s := e.deliveryStats()
-	e.mu.Lock()
-	modes := map[string]int{}
-	for m, n := range e.modeCounts {
-		modes[m.String()] = n
+	s := summary{
+		Version:              e.o.Version,
+		ShutdownReason:       reason,
+		Invocations:          e.invocations,
+		Modes:                map[string]int{},
+		Mode:                 e.sel.Mode().String(),
+		EventsReceived:       ls.Events,
+		MalformedEvents:      ls.Malformed,
+		TruncatedBodies:      ls.Truncated,
+		FilteredEvents:       ls.Filtered,
+		LambdaDroppedRecords: ls.LambdaDroppedRecords,
+		LambdaDroppedBytes:   ls.LambdaDroppedBytes,
 	}
-	maps.Copy(s, map[string]any{
-		"version":              e.o.Version,
-		"shutdownReason":       reason,
-		"invocations":          e.invocations,
-		"modes":                modes,
-		"mode":                 e.sel.Mode().String(),
-		"eventsReceived":       ls.Events,
-		"malformedEvents":      ls.Malformed,
-		"truncatedBodies":      ls.Truncated,
-		"filteredEvents":       ls.Filtered,
-		"lambdaDroppedRecords": ls.LambdaDroppedRecords,
-		"lambdaDroppedBytes":   ls.LambdaDroppedBytes,
-	})
-	e.mu.Unlock()
-	b, _ := json.Marshal(s)
-	return b
+	for m, n := range e.modeCounts {
+		s.Modes[m.String()] = n
+	}
+	if e.o.ManagedInstances {
+		// No INVOKE: the requests the telemetry shows, all flushed in the
+		// background.
+		s.Invocations = int(e.started.Load())
+		s.Mode = strategy.Continuous.String()
+		s.Modes = map[string]int{s.Mode: s.Invocations}
+	}
+	own, _ := json.Marshal(s)
+	delivery, err := json.Marshal(e.delivery.Stats())
+	if err != nil || len(delivery) < 2 || delivery[0] != '{' || string(delivery) == "{}" {
+		return own
+	}
+	// Two objects become one: {own...,delivery...}.
+	return append(append(own[:len(own)-1:len(own)-1], ','), delivery[1:]...)
 }

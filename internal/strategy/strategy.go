@@ -301,23 +301,6 @@ func (s *Selector) End(now time.Time, requestID string) {
 	delete(s.running, requestID)
 }
 
-// Long reports whether an invocation has been running longer than
-// LongRunning at now without an End, that is, whether periodic flushing
-// applies now. With several running invocations it considers the oldest.
-// ok is false, with zero id and duration, when none is that long.
-func (s *Selector) Long(now time.Time) (requestID string, running time.Duration, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	id, start, found := s.oldestRunning()
-	if !found {
-		return "", 0, false
-	}
-	if d := now.Sub(start); d > s.o.LongRunning {
-		return id, d, true
-	}
-	return "", 0, false
-}
-
 // NextPeriodic returns when the next periodic flush is due, given the time
 // of the last flush: for the oldest running invocation, the moment it
 // crosses LongRunning if the last flush came before that, otherwise

@@ -409,7 +409,7 @@ func TestLong(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := New(tt.opts)
 			apply(s, tt.ops)
-			id, running, ok := s.Long(at(tt.now))
+			id, running, ok := s.long(at(tt.now))
 			if id != tt.wantID || running != tt.wantRun || ok != tt.wantOK {
 				t.Errorf("Long(+%v) = %q, %v, %v; want %q, %v, %v", tt.now, id, running, ok, tt.wantID, tt.wantRun, tt.wantOK)
 			}
@@ -548,7 +548,7 @@ func TestBounds(t *testing.T) {
 			t.Errorf("%d running, want %d", len(s.running), maxRunning)
 		}
 		// The oldest were evicted first.
-		id, _, ok := s.Long(at(time.Hour))
+		id, _, ok := s.long(at(time.Hour))
 		if want := fmt.Sprintf("r%d", n-maxRunning); !ok || id != want {
 			t.Errorf("Long = %q, %v; want %q", id, ok, want)
 		}
@@ -582,7 +582,7 @@ func TestConcurrent(t *testing.T) {
 				now := at(time.Duration(i) * 100 * time.Millisecond)
 				id := fmt.Sprintf("g%d-%d", g, i)
 				s.Start(now, id)
-				s.Long(now)
+				s.long(now)
 				s.NextPeriodic(now, now, time.Second)
 				s.Mode()
 				s.End(now, id)
@@ -590,7 +590,7 @@ func TestConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if id, _, ok := s.Long(at(time.Hour)); ok {
+	if id, _, ok := s.long(at(time.Hour)); ok {
 		t.Errorf("Long = %q, want none running", id)
 	}
 	if got := s.Mode(); got != Continuous {
