@@ -395,3 +395,24 @@ func TestDecodeTextLineLevelAndRequestID(t *testing.T) {
 		t.Errorf("plain line: requestId %q level %q, want the invocation in progress %q and no level", evs[2].RequestID, evs[2].Level, next)
 	}
 }
+
+// An extension's logfmt line gets its level as function lines do.
+func TestExtensionLineLevel(t *testing.T) {
+	tests := []struct{ record, want string }{
+		{`"level=warning msg=\"buffer full\" ext=o2-extension"`, "WARNING"},
+		{`"time=\"2026-01-01T00:00:00Z\" level=error msg=x"`, "ERROR"},
+		{`"level=info msg=start"`, "INFO"},
+		{`"msg=\"no level=here\" other=1"`, ""},
+		{`"mylevel=warning msg=x"`, ""},
+		{`"plain text"`, ""},
+		{`{"level":"warn"}`, ""},
+	}
+	for _, tt := range tests {
+		body := []byte(`[{"time":"2026-01-01T00:00:00Z","type":"extension","record":` + tt.record + `}]`)
+		current := ""
+		evs := DecodeBatch(body, nowFunc, &current, func() { t.Fatalf("%s: malformed", tt.record) })
+		if len(evs) != 1 || (tt.record[0] == '"' && evs[0].Level != tt.want) {
+			t.Errorf("%s: %d events, level %q; want %q", tt.record, len(evs), evs[0].Level, tt.want)
+		}
+	}
+}

@@ -343,6 +343,8 @@ func makeEvent(w wireEvent, now func() time.Time, current *string) (Event, bool)
 		} else if id != nil {
 			e.RequestID = string(id)
 		}
+	case w.Type == "extension":
+		e.Level = logfmtLevel(w.Record)
 	}
 	switch {
 	case w.Type == "platform.start" && e.RequestID != "":

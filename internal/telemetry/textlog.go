@@ -129,3 +129,29 @@ func isUUID[T string | []byte](s T) bool {
 	}
 	return true
 }
+
+// logfmtLevel reads the level of an extension's logfmt line (as logrus and
+// this extension print them: `level=warning msg=...`), raw being the record
+// as a JSON string; "" when it has none. It names the level as Levels and
+// LevelAliases do, in capitals ("WARNING"), so that one query finds the
+// warnings of functions and extensions alike.
+func logfmtLevel(raw []byte) string {
+	if len(raw) < 2 || raw[0] != '"' {
+		return ""
+	}
+	const key = "level="
+	for i := 1; i+len(key) < len(raw); i++ {
+		if (i == 1 || raw[i-1] == ' ') && string(raw[i:i+len(key)]) == key {
+			v := raw[i+len(key):]
+			end := 0
+			for end < len(v) && end < 16 && v[end] >= 'a' && v[end] <= 'z' || end < len(v) && end < 16 && v[end] >= 'A' && v[end] <= 'Z' {
+				end++
+			}
+			return levelWord(v[:end])
+		}
+		if raw[i] == '\\' {
+			i++ // an escape: never a key's start
+		}
+	}
+	return ""
+}
