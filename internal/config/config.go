@@ -35,6 +35,7 @@ const (
 	defaultEndpoint          = "https://api.openobserve.ai"
 	defaultMaxRecordBytes    = 256 * kib
 	defaultInitialRetryDelay = 1000 * time.Millisecond
+	defaultSecretKey         = "authorization"
 )
 
 // Config is every setting of the extension, typed.
@@ -42,7 +43,10 @@ type Config struct {
 	Endpoint               string            // O2_ENDPOINT: OpenObserve base URL, no trailing "/"
 	Organization           string            // O2_ORGANIZATION_ID (required)
 	Stream                 string            // O2_STREAM
-	Authorization          string            // O2_AUTHORIZATION_HEADER (required); SECRET: never printed
+	Authorization          string            // O2_AUTHORIZATION_HEADER (one of the three sources is required); SECRET: never printed
+	AuthSecretARN          string            // O2_AUTHORIZATION_HEADER_SECRET_ARN: a Secrets Manager secret holding the value
+	AuthSecretKey          string            // O2_AUTHORIZATION_HEADER_SECRET_KEY: the key, when that secret is a JSON object
+	AuthSSMParameter       string            // O2_AUTHORIZATION_HEADER_SSM_PARAMETER: an SSM parameter (name or ARN) holding the value
 	BatchSize              int               // O2_BATCH_SIZE: records per request
 	MaxBatchBytes          int               // O2_MAX_BATCH_BYTES: uncompressed body bound of one request
 	MaxRecordBytes         int               // O2_MAX_RECORD_BYTES: a longer record is split or truncated
@@ -73,11 +77,13 @@ type Config struct {
 }
 
 // Default returns the settings used when no variable is set. It is not valid
-// on its own: O2_ORGANIZATION_ID and O2_AUTHORIZATION_HEADER have no default.
+// on its own: O2_ORGANIZATION_ID and the credential (O2_AUTHORIZATION_HEADER
+// or a secret naming it) have no default.
 func Default() Config {
 	return Config{
 		Endpoint:               defaultEndpoint,
 		Stream:                 "default",
+		AuthSecretKey:          defaultSecretKey,
 		BatchSize:              100,
 		MaxBatchBytes:          4 * mib,
 		MaxRecordBytes:         defaultMaxRecordBytes,
@@ -177,6 +183,14 @@ func (c Config) Validate() error {
 // crossProblems checks the rules that tie two settings together.
 func (c Config) crossProblems() []error {
 	var errs []error
+	if set := c.authSources(); len(set) > 1 {
+		both := "both"
+		if len(set) > 2 {
+			both = "all"
+		}
+		errs = append(errs, fmt.Errorf("%s and %s are %s set: give exactly one source of the credential",
+			strings.Join(set[:len(set)-1], ", "), set[len(set)-1], both))
+	}
 	if c.MaxRecordBytes > c.MaxBatchBytes {
 		errs = append(errs, fmt.Errorf("%s: %d is larger than %s (%d): a record must fit in one request",
 			envMaxRecordBytes, c.MaxRecordBytes, envMaxBatchBytes, c.MaxBatchBytes))
@@ -201,6 +215,21 @@ func appendErrs(errs []error, err error) []error {
 		return errs
 	}
 	return append(errs, err)
+}
+
+// authSources names the credential sources that are set, in table order.
+func (c Config) authSources() []string {
+	var set []string
+	for _, s := range []struct{ name, v string }{
+		{envAuthorization, c.Authorization},
+		{envSecretARN, c.AuthSecretARN},
+		{envSSMParameter, c.AuthSSMParameter},
+	} {
+		if s.v != "" {
+			set = append(set, s.name)
+		}
+	}
+	return set
 }
 
 // IngestURL returns {endpoint}/api/{org}/{stream}/_json, the address records
