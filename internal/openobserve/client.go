@@ -53,6 +53,13 @@ type Options struct {
 	// Authorization is the Authorization header value, sent as is. It is a
 	// secret: it never appears in errors or logs.
 	Authorization string
+	// Credential, if set, supplies the Authorization value instead (a
+	// secret fetched at run time): it is asked before each request, so a
+	// rotated value is used at once; a 401 is reported to it with Refused;
+	// and its current value is redacted from server text like
+	// Authorization. Until it has a value, requests wait for it within
+	// their context.
+	Credential Credential
 	// MaxBatchBytes bounds the uncompressed body of one request (default
 	// 4 MiB). A single record larger than this still goes, alone.
 	MaxBatchBytes int
@@ -131,20 +138,15 @@ type Client struct {
 	noGzip atomic.Bool
 	// secrets are the strings redacted from server-supplied text and logs.
 	secrets []string
+	// credValue is the Credential's value last used, also redacted.
+	credValue atomic.Pointer[string]
 }
 
 // NewClient returns a Client for o.
 func NewClient(o Options) *Client {
 	o.setDefaults()
 	c := &Client{o: o, enc: newEncoder(o.Fields, o.MaxRecordBytes)}
-	if a := strings.TrimSpace(o.Authorization); a != "" {
-		c.secrets = append(c.secrets, a)
-		// Also the credential alone, without its scheme, in case a server
-		// or proxy echoes the decoded header in some other form.
-		if _, cred, ok := strings.Cut(a, " "); ok && len(strings.TrimSpace(cred)) >= 4 {
-			c.secrets = append(c.secrets, strings.TrimSpace(cred))
-		}
-	}
+	c.secrets = secretForms(o.Authorization)
 	tr := o.Transport
 	if tr == nil {
 		tr = newTransport()
@@ -183,12 +185,52 @@ func newTransport() *http.Transport {
 	}
 }
 
-// redact removes the Authorization value from s.
+// secretForms are the strings to redact for an Authorization value: the
+// value, and the credential alone, without its scheme, in case a server or
+// proxy echoes the decoded header in some other form.
+func secretForms(a string) []string {
+	var out []string
+	if a = strings.TrimSpace(a); a != "" {
+		out = append(out, a)
+		if _, cred, ok := strings.Cut(a, " "); ok && len(strings.TrimSpace(cred)) >= 4 {
+			out = append(out, strings.TrimSpace(cred))
+		}
+	}
+	return out
+}
+
+// redact removes the Authorization value from s: Options.Authorization's,
+// and the Credential's last value.
 func (c *Client) redact(s string) string {
-	for _, sec := range c.secrets {
+	secrets := c.secrets
+	if p := c.credValue.Load(); p != nil {
+		secrets = append(secretForms(*p), secrets...)
+	}
+	for _, sec := range secrets {
 		s = strings.ReplaceAll(s, sec, "[redacted]")
 	}
 	return s
+}
+
+// authorization returns the Authorization value of a request: the
+// Credential's (waiting for it within ctx), else Options.Authorization.
+func (c *Client) authorization(ctx context.Context) (string, error) {
+	if c.o.Credential == nil {
+		return c.o.Authorization, nil
+	}
+	v, err := c.o.Credential.Authorization(ctx)
+	if err != nil {
+		return "", fmt.Errorf("no credential: %w", err)
+	}
+	c.credValue.Store(&v)
+	return v, nil
+}
+
+// refused reports a 401 to the Credential, which may fetch a rotated value.
+func (c *Client) refused(resp *http.Response, auth string) {
+	if c.o.Credential != nil && resp != nil && resp.StatusCode == http.StatusUnauthorized {
+		c.o.Credential.Refused(auth)
+	}
 }
 
 // Result describes one Send.
@@ -442,7 +484,10 @@ func (c *Client) do(ctx context.Context, method, url string, body []byte, gzippe
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
-	c.setHeaders(req.Header, body != nil, gzipped)
+	auth, err := c.setHeaders(ctx, req.Header, body != nil, gzipped)
+	if err != nil {
+		return nil, err
+	}
 	st := &retryState{c: c}
 	rc := &retryablehttp.Client{
 		HTTPClient:   c.hc,
@@ -457,6 +502,7 @@ func (c *Client) do(ctx context.Context, method, url string, body []byte, gzippe
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 	}
 	resp, err := rc.Do(req)
+	c.refused(resp, auth)
 	res.Requests += st.attempts
 	res.Bytes += st.attempts * len(body)
 	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
@@ -470,11 +516,16 @@ func (c *Client) do(ctx context.Context, method, url string, body []byte, gzippe
 	return reply, err
 }
 
-// setHeaders sets the headers of every request.
-func (c *Client) setHeaders(h http.Header, hasBody, gzipped bool) {
+// setHeaders sets the headers of every request, and returns the
+// Authorization value it set.
+func (c *Client) setHeaders(ctx context.Context, h http.Header, hasBody, gzipped bool) (string, error) {
 	h.Set("User-Agent", userAgent)
-	if c.o.Authorization != "" {
-		h.Set("Authorization", c.o.Authorization)
+	auth, err := c.authorization(ctx)
+	if err != nil {
+		return "", err
+	}
+	if auth != "" {
+		h.Set("Authorization", auth)
 	}
 	if hasBody {
 		h.Set("Content-Type", "application/json")
@@ -489,6 +540,7 @@ func (c *Client) setHeaders(h http.Header, hasBody, gzipped bool) {
 	// can duplicate records only if the server took the body and the
 	// connection died before its reply: the same risk as any retry.
 	h["X-Idempotency-Key"] = nil
+	return auth, nil
 }
 
 // finish reads and closes resp. It returns the body of a 2xx reply and a

@@ -102,7 +102,11 @@ func (c *Client) doOnce(ctx context.Context, method, url string, body []byte) ([
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
-	c.setHeaders(req.Header, body != nil, false)
+	auth, err := c.setHeaders(ctx, req.Header, body != nil, false)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := c.hc.Do(req)
+	c.refused(resp, auth)
 	return c.finish(resp, err)
 }
