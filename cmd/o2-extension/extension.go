@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/o2-extension/o2-extension/internal/config"
+	"github.com/o2-extension/o2-extension/internal/credential"
 	"github.com/o2-extension/o2-extension/internal/extension"
 	"github.com/o2-extension/o2-extension/internal/openobserve"
 	"github.com/o2-extension/o2-extension/internal/strategy"
@@ -49,7 +50,15 @@ func runExtension(ctx context.Context, getenv func(string) string, stdout io.Wri
 		}
 		addr, host := listenAddress(cfg.ListenerPort)
 		forced, auto, _ := strategy.ParseMode(string(cfg.FlushStrategy)) // validated by config
-		opts.Sender = newSender(cfg, getenv, log)
+		// The fetch runs in the background from here on, alongside
+		// registration and subscription: it never delays the first /next.
+		// Requests wait for it within their own deadline; records buffer.
+		cred := newCredential(cfg, getenv, log)
+		if cred != nil {
+			cred.Start(ctx)
+			defer cred.Close()
+		}
+		opts.Sender = newSender(cfg, getenv, log, cred)
 		opts.Derive = tenantReport(cfg)
 		opts.Filter = telemetry.Filter{ExcludeTypes: cfg.ExcludeTypes, MinLevel: cfg.MinLevel}
 		opts.ListenAddr = addr
@@ -70,13 +79,40 @@ func runExtension(ctx context.Context, getenv func(string) string, stdout io.Wri
 	return extension.Run(ctx, opts)
 }
 
-// clientOptions maps the configuration onto the OpenObserve client.
-func clientOptions(cfg config.Config, getenv func(string) string, log *logrus.Entry) openobserve.Options {
+// newCredential returns the source of the Authorization value when it is
+// kept in Secrets Manager or SSM, nil when it is O2_AUTHORIZATION_HEADER.
+// The AWS settings are those Lambda sets for the function's role.
+func newCredential(cfg config.Config, getenv func(string) string, log *logrus.Entry) *credential.Source {
+	if cfg.AuthSecretARN == "" && cfg.AuthSSMParameter == "" {
+		return nil
+	}
+	region := getenv("AWS_REGION")
+	if region == "" {
+		region = getenv("AWS_DEFAULT_REGION")
+	}
+	return credential.New(credential.Options{
+		SecretARN:       cfg.AuthSecretARN,
+		SecretKey:       cfg.AuthSecretKey,
+		KeyVar:          "O2_AUTHORIZATION_HEADER_SECRET_KEY",
+		SSMParameter:    cfg.AuthSSMParameter,
+		Region:          region,
+		AccessKeyID:     getenv("AWS_ACCESS_KEY_ID"),
+		SecretAccessKey: getenv("AWS_SECRET_ACCESS_KEY"),
+		SessionToken:    getenv("AWS_SESSION_TOKEN"),
+		Getenv:          getenv,
+		AttemptTimeout:  cfg.RequestTimeout,
+		Logger:          log,
+	})
+}
+
+// clientOptions maps the configuration onto the OpenObserve client; cred,
+// if not nil, supplies the Authorization value.
+func clientOptions(cfg config.Config, getenv func(string) string, log *logrus.Entry, cred *credential.Source) openobserve.Options {
 	retries := cfg.MaxRetries
 	if retries == 0 {
 		retries = -1 // the client reads 0 as "use the default"
 	}
-	return openobserve.Options{
+	o := openobserve.Options{
 		IngestURL:      cfg.IngestURL(),
 		HealthURL:      cfg.HealthURL(),
 		Authorization:  cfg.Authorization,
@@ -89,6 +125,10 @@ func clientOptions(cfg config.Config, getenv func(string) string, log *logrus.En
 		Fields:         recordFields(cfg, getenv),
 		Logger:         log,
 	}
+	if cred != nil {
+		o.Credential = cred
+	}
+	return o
 }
 
 // recordFields are the static fields of every record: where it comes from
@@ -132,14 +172,14 @@ func tenantReport(cfg config.Config) func(*telemetry.Event, time.Time) []telemet
 
 // newSender builds the OpenObserve client, and a second one when the tenant
 // memory reports go to a stream of their own.
-func newSender(cfg config.Config, getenv func(string) string, log *logrus.Entry) extension.Sender {
-	logs := sender{openobserve.NewClient(clientOptions(cfg, getenv, log))}
+func newSender(cfg config.Config, getenv func(string) string, log *logrus.Entry, cred *credential.Source) extension.Sender {
+	logs := sender{openobserve.NewClient(clientOptions(cfg, getenv, log, cred))}
 	if cfg.TenantStream == "" || cfg.TenantStream == cfg.Stream {
 		return logs
 	}
 	tcfg := cfg
 	tcfg.Stream = cfg.TenantStream
-	return routingSender{logs: logs, tenant: sender{openobserve.NewClient(clientOptions(tcfg, getenv, log))}}
+	return routingSender{logs: logs, tenant: sender{openobserve.NewClient(clientOptions(tcfg, getenv, log, cred))}}
 }
 
 // routingSender sends tenant memory records to their own stream and
@@ -193,6 +233,11 @@ func (s sender) Send(ctx context.Context, evs []telemetry.Event) (extension.Send
 	}
 	switch {
 	case err == nil:
+	case credential.IsPermanent(err):
+		// No credential can be had (logged once by the source): fail open,
+		// forwarding nothing, rather than fill the buffer with data that
+		// can never be sent and warn about it on every flush.
+		return res, nil, nil
 	case openobserve.IsPermanent(err):
 		err = fmt.Errorf("%w: %s", extension.ErrRejected, openobserve.Explain(err))
 	case openobserve.IsAuth(err):
