@@ -57,7 +57,8 @@ func TestDeployFailsEarly(t *testing.T) {
 		wantOut  []string
 		wantErr  []string
 	}{
-		{name: "help", args: []string{"help"}, wantOut: []string{"Usage: ./deploy.sh", "list", "delete", "--yes", "AWS_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL", "DEPLOY_ARCH", "LAYER_NAME"}},
+		{name: "help", args: []string{"help"}, wantOut: []string{"Usage: ./deploy.sh", "list", "delete", "--yes", "AWS_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL", "DEPLOY_ARCH", "LAYER_NAME",
+			"O2_AUTHORIZATION_HEADER_SECRET_ARN", "secretsmanager:GetSecretValue", "O2_AUTHORIZATION_HEADER_SSM_PARAMETER", "kms:Decrypt"}},
 		{name: "unknown subcommand", args: []string{"publish-all"}, wantCode: 2, wantErr: []string{`unknown subcommand "publish-all"`, "Usage: ./deploy.sh"}},
 		{name: "unknown option", args: []string{"list", "--force"}, wantCode: 2, wantErr: []string{`unknown option "--force"`, "Usage: ./deploy.sh"}},
 		{name: "no aws CLI", env: []string{"PATH=" + emptyPath}, wantCode: 1, wantErr: []string{"the aws CLI is not installed or not in PATH"}},
