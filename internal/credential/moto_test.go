@@ -25,8 +25,15 @@ const (
 // logs collects a Source's log entries, and lets a test wait for one.
 type logs struct {
 	mu      sync.Mutex
-	entries []*logrus.Entry
+	entries []entry
 	changed chan struct{}
+}
+
+// entry is a copy of a log entry: logrus reuses its *Entry after the hooks.
+type entry struct {
+	Level   logrus.Level
+	Message string
+	Text    string
 }
 
 func newLogs() (*logs, *logrus.Entry) {
@@ -47,7 +54,8 @@ func (l *logs) Levels() []logrus.Level { return logrus.AllLevels }
 func (l *logs) Fire(e *logrus.Entry) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.entries = append(l.entries, e)
+	text, _ := e.String()
+	l.entries = append(l.entries, entry{Level: e.Level, Message: e.Message, Text: text})
 	close(l.changed)
 	l.changed = make(chan struct{})
 	return nil
@@ -59,8 +67,7 @@ func (l *logs) text() string {
 	defer l.mu.Unlock()
 	var b strings.Builder
 	for _, e := range l.entries {
-		s, _ := e.String()
-		b.WriteString(s)
+		b.WriteString(e.Text)
 	}
 	return b.String()
 }
