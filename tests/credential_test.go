@@ -4,8 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -256,5 +260,102 @@ func TestCredentialNeverPrinted(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// awsGate stands between the extension and moto: it answers the first
+// throttled calls with ThrottlingException, holds the next one until
+// release is closed, then passes everything on.
+type awsGate struct {
+	next      http.Handler
+	release   chan struct{}
+	mu        sync.Mutex
+	throttled int
+	held      bool
+}
+
+func (g *awsGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.mu.Lock()
+	throttle, hold := g.throttled > 0, !g.held
+	if throttle {
+		g.throttled--
+	} else {
+		g.held = true
+	}
+	g.mu.Unlock()
+	switch {
+	case throttle:
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprint(w, `{"__type":"ThrottlingException","message":"Rate exceeded"}`)
+		return
+	case hold:
+		select {
+		case <-g.release:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	g.next.ServeHTTP(w, r)
+}
+
+// A slow and throttled Secrets Manager: the throttling is retried (one
+// warning), the first end-of-invocation flush waits for the credential
+// only within O2_FLUSH_BUDGET_MS, records buffer meanwhile, and once the
+// value arrives every line goes out exactly once.
+func TestCredentialSlowFetch(t *testing.T) {
+	t.Parallel()
+	moto := mototest.Start(t, t.TempDir(), mototest.Options{})
+	header := o2test.BasicAuth(credEmail, credSecret)
+	arn := moto.CreateSecret(t, awsRegion, "o2/slow", header)
+	target, err := url.Parse(moto.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := &awsGate{next: httputil.NewSingleHostReverseProxy(target), release: make(chan struct{}), throttled: 2}
+	proxy := httptest.NewServer(gate)
+	t.Cleanup(proxy.Close)
+	released := false
+	release := func() {
+		if !released {
+			close(gate.release)
+			released = true
+		}
+	}
+	t.Cleanup(release)
+
+	const budget = 300 * time.Millisecond
+	h := credStart(t, moto, credSecret, lambdatest.Options{},
+		"O2_AUTHORIZATION_HEADER_SECRET_ARN="+arn, "AWS_ENDPOINT_URL_SECRETS_MANAGER="+proxy.URL,
+		"O2_FLUSH_STRATEGY=end", fmt.Sprintf("O2_FLUSH_BUDGET_MS=%d", budget.Milliseconds()))
+	var want []string
+	for j := range 10 {
+		want = append(want, lambdatest.ScenarioLine("cred-slow", 0, j, 100))
+	}
+	res, err := h.p.Invoke(t.Context(), lambdatest.Invocation{Lines: want, Duration: 10 * time.Millisecond})
+	if err != nil || res.TimedOut {
+		t.Fatalf("invoke: %+v %v", res, err)
+	}
+	if n := h.o2.Calls(); n != 0 {
+		t.Fatalf("%d requests to OpenObserve without a credential", n)
+	}
+	t.Logf("first invocation held %v waiting for the credential (budget %v)", res.PostRuntimeOverhead, budget)
+	// Held for the budget at most (plus generous scheduling slack on a
+	// loaded machine), never until the credential comes.
+	if d := res.PostRuntimeOverhead; d > budget+2*time.Second {
+		t.Errorf("first invocation held %v without a credential, budget %v", d, budget)
+	}
+	release()
+	want = append(want, invokeN(t, h, "cred-slow", 1, 3, 10)...)
+	h.shutdown()
+	if lost, dup := exactlyOnce(t, want, h.marked("cred-slow")); lost+dup > 0 {
+		t.Fatalf("lost %d, duplicated %d\n%s", lost, dup, tail(h.p.Output()))
+	}
+	out := h.p.Output()
+	if n := strings.Count(out, "fetching the credential failed; retrying"); n != 1 {
+		t.Errorf("%d warnings about the throttling, want 1:\n%s", n, out)
+	}
+	if !strings.Contains(out, "ThrottlingException") || !strings.Contains(out, "credential fetched from Secrets Manager "+arn+" after 3 attempts") {
+		t.Errorf("the retry path did not run:\n%s", tail(out))
 	}
 }
