@@ -355,7 +355,7 @@ func TestCredentialSlowFetch(t *testing.T) {
 	if n := strings.Count(out, "fetching the credential failed; retrying"); n != 1 {
 		t.Errorf("%d warnings about the throttling, want 1:\n%s", n, out)
 	}
-	if !strings.Contains(out, "ThrottlingException") || !strings.Contains(out, "credential fetched from Secrets Manager "+arn+" after 3 attempts") {
+	if !strings.Contains(out, "ThrottlingException") || !strings.Contains(out, "fetching the credential from Secrets Manager "+arn+" succeeded after 3 attempts") {
 		t.Errorf("the retry path did not run:\n%s", tail(out))
 	}
 }

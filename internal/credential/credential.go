@@ -251,6 +251,7 @@ func (s *Source) Refused(value string) {
 // run fetches at once (retrying what is transient), then again on each
 // Refused request, until ctx ends.
 func (s *Source) run(ctx context.Context) {
+	start := time.Now()
 	v, err := s.fetchRetrying(ctx)
 	s.mu.Lock()
 	switch {
@@ -270,7 +271,9 @@ func (s *Source) run(ctx context.Context) {
 		s.log.WithError(err).Error("no credential for OpenObserve: forwarding nothing (the function is not affected)")
 		return
 	}
-	s.log.Debugf("credential fetched from %s", s.desc)
+	// One line per cold start: where the credential came from, and how
+	// long the records waited for it at most.
+	s.log.Infof("credential fetched from %s in %s", s.desc, time.Since(start).Round(time.Millisecond))
 
 	for {
 		select {
@@ -312,7 +315,7 @@ func (s *Source) fetchRetrying(ctx context.Context) (string, error) {
 		v, err := s.Fetch(ctx)
 		if err == nil {
 			if attempt > 1 {
-				s.log.Infof("credential fetched from %s after %d attempts", s.desc, attempt)
+				s.log.Infof("fetching the credential from %s succeeded after %d attempts", s.desc, attempt)
 			}
 			return v, nil
 		}

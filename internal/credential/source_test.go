@@ -106,7 +106,7 @@ func TestSourceRetriesTransientFailures(t *testing.T) {
 		if n := levels(l, logrus.WarnLevel); n != 1 {
 			t.Errorf("%d warnings, want 1:\n%s", n, l.text())
 		}
-		if !strings.Contains(l.text(), "after 5 attempts") {
+		if !strings.Contains(l.text(), "succeeded after 5 attempts") {
 			t.Errorf("no success line after the retries:\n%s", l.text())
 		}
 	})
