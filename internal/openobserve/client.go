@@ -146,7 +146,14 @@ type Client struct {
 func NewClient(o Options) *Client {
 	o.setDefaults()
 	c := &Client{o: o, enc: newEncoder(o.Fields, o.MaxRecordBytes)}
-	c.secrets = secretForms(o.Authorization)
+	if a := strings.TrimSpace(o.Authorization); a != "" {
+		c.secrets = append(c.secrets, a)
+		// Also the credential alone, without its scheme, in case a server
+		// or proxy echoes the decoded header in some other form.
+		if _, cred, ok := strings.Cut(a, " "); ok && len(strings.TrimSpace(cred)) >= 4 {
+			c.secrets = append(c.secrets, strings.TrimSpace(cred))
+		}
+	}
 	tr := o.Transport
 	if tr == nil {
 		tr = newTransport()
@@ -185,9 +192,8 @@ func newTransport() *http.Transport {
 	}
 }
 
-// secretForms are the strings to redact for an Authorization value: the
-// value, and the credential alone, without its scheme, in case a server or
-// proxy echoes the decoded header in some other form.
+// secretForms are the strings to redact for the Credential's value, as
+// NewClient makes them for Options.Authorization.
 func secretForms(a string) []string {
 	var out []string
 	if a = strings.TrimSpace(a); a != "" {
