@@ -85,10 +85,11 @@ type Source struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
-	mu sync.Mutex
-	// ready is closed when the first fetch ends: with a value, or with a
-	// permanent failure.
-	ready       chan struct{}
+	// ready is closed (under mu) when the first fetch ends: with a value,
+	// or with a permanent failure.
+	ready chan struct{}
+
+	mu          sync.Mutex
 	value       string
 	err         error // the permanent failure, when there is no value
 	lastErr     error // the latest transient failure while there is no value
@@ -204,20 +205,14 @@ func (s *Source) Close() {
 // (and the latest transient failure, if any). After a permanent failure it
 // returns that failure (an *Error) at once.
 func (s *Source) Authorization(ctx context.Context) (string, error) {
-	s.mu.Lock()
-	ready := s.ready
-	s.mu.Unlock()
 	select {
-	case <-ready:
-	case <-ctx.Done():
-		s.mu.Lock()
-		last := s.lastErr
-		s.mu.Unlock()
-		msg := "not fetched yet"
-		if last != nil {
-			msg += " (last attempt: " + last.Error() + ")"
+	case <-s.ready: // a value (or a permanent failure) wins over a done ctx
+	default:
+		select {
+		case <-s.ready:
+		case <-ctx.Done():
+			return "", s.notYet(ctx)
 		}
-		return "", fmt.Errorf("credential from %s %s: %w", s.desc, msg, context.Cause(ctx))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -225,6 +220,18 @@ func (s *Source) Authorization(ctx context.Context) (string, error) {
 		return "", s.err
 	}
 	return s.value, nil
+}
+
+// notYet is Authorization's error when ctx ends before the first value.
+func (s *Source) notYet(ctx context.Context) error {
+	s.mu.Lock()
+	last := s.lastErr
+	s.mu.Unlock()
+	msg := "not fetched yet"
+	if last != nil {
+		msg += " (last attempt: " + last.Error() + ")"
+	}
+	return fmt.Errorf("credential from %s %s: %w", s.desc, msg, context.Cause(ctx))
 }
 
 // Refused tells the source that OpenObserve answered 401 to value. If that
