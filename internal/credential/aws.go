@@ -80,9 +80,13 @@ func (c *awsClient) call(ctx context.Context, op string, in, out any) error {
 	if err != nil {
 		return err
 	}
+	// The target names the operation; the content type is what AWS JSON
+	// 1.1 services require (they refuse plain application/json).
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
 	req.Header.Set("X-Amz-Target", c.svc.target+op)
 	req.Header.Set("User-Agent", "o2-extension")
+	// SigV4 signs the body's hash; with a session token (always, for a
+	// Lambda role) the signer also sets X-Amz-Security-Token.
 	sum := sha256.Sum256(body)
 	if err := c.signer.SignHTTP(ctx, c.creds, req, hex.EncodeToString(sum[:]), c.svc.signingName, c.region, time.Now()); err != nil {
 		return fmt.Errorf("sign request: %w", err)
@@ -173,6 +177,9 @@ func endpointFor(svc service, region string, getenv func(string) string) string 
 func classify(err error, source, action, resource, region, home string) *Error {
 	ae, ok := errors.AsType[*awsError](err)
 	if !ok {
+		// No reply: a network error or timeout, retried, unless the host
+		// does not exist, which no retry fixes (a region that is not one,
+		// or a mistyped endpoint).
 		if dns, ok := errors.AsType[*net.DNSError](err); ok && dns.IsNotFound {
 			return &Error{Kind: Misconfigured, Source: source, Err: err,
 				Msg: fmt.Sprintf("the endpoint for region %s does not resolve: check the region (and AWS_ENDPOINT_URL if set)", region)}
@@ -188,12 +195,18 @@ func classify(err error, source, action, resource, region, home string) *Error {
 		}
 		return &Error{Kind: NotFound, Source: source, Msg: msg, Err: ae}
 	}
+	// Codes first: they are what both services document. Only what no
+	// change on the user's side can fix is transient; an unknown 4xx is
+	// taken as permanent, so that it is reported once instead of retried
+	// for the sandbox's whole life.
 	switch ae.Code {
 	case "AccessDeniedException", "AccessDenied":
 		msg := fmt.Sprintf("access denied: grant %s on %s to the function's role", action, resource)
 		if strings.HasPrefix(action, "ssm:") {
 			msg += " (and kms:Decrypt on the parameter's KMS key, for a SecureString)"
 		}
+		// SSM reports a key the role may not use as AccessDenied too, with
+		// KMS in the message.
 		if strings.Contains(strings.ToLower(ae.Message), "kms") {
 			msg = fmt.Sprintf("access denied by KMS: grant kms:Decrypt on the key that encrypts %s to the function's role", resource)
 		}

@@ -148,6 +148,8 @@ func New(o Options) *Source {
 	case o.AccessKeyID == "" || o.SecretAccessKey == "":
 		s.setupErr = &Error{Kind: Misconfigured, Source: s.desc, Msg: "no AWS credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set (Lambda sets them from the function's role; set them for local runs)"}
 	}
+	// Its own small transport, not the OpenObserve client's: another host,
+	// one call per cold start (and per rotation), no connection to keep.
 	tr := o.Transport
 	if tr == nil {
 		tr = &http.Transport{
@@ -242,6 +244,9 @@ func (s *Source) Refused(value string) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Several requests in flight with the old value all get 401: only
+	// the first counts, and a refusal of a value already replaced means
+	// nothing.
 	if value == "" || value != s.value || s.fetching {
 		return // a stale value, or a fetch is under way
 	}
@@ -291,6 +296,8 @@ func (s *Source) run(ctx context.Context) {
 		s.mu.Lock()
 		s.fetching = true
 		s.mu.Unlock()
+		// The old value stays in use meanwhile: it may still be accepted
+		// (a 401 for another reason), and nothing waits on a refetch.
 		v, err := s.fetchRetrying(ctx)
 		s.mu.Lock()
 		s.fetching = false
@@ -341,6 +348,9 @@ func (s *Source) fetchRetrying(ctx context.Context) (string, error) {
 		} else {
 			l.Debug("fetching the credential failed again")
 		}
+		// A real timer, not a sleep: Close ends the wait at once. A wait
+		// that spans a freeze ends at the thaw, so a frozen sandbox does
+		// not fetch in a burst.
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -388,6 +398,8 @@ func (s *Source) Fetch(ctx context.Context) (string, error) {
 		}
 		raw = out.Parameter.Value
 	}
+	// Only a secret may be a JSON object (Secrets Manager's key/value
+	// form); a parameter holds the value alone.
 	v, problem := raw, ""
 	if s.o.SecretARN != "" {
 		v, problem = fromSecret(raw, s.o.SecretKey, s.o.KeyVar)
