@@ -271,3 +271,29 @@ func TestAccessDenied(t *testing.T) {
 		})
 	}
 }
+
+// Rotation against moto: the secret is updated, OpenObserve refuses the old
+// value, and the source, told so, fetches the new one in the background.
+func TestRotationFromMoto(t *testing.T) {
+	t.Parallel()
+	moto := mototest.Start(t, t.TempDir(), mototest.Options{})
+	arn := moto.CreateSecret(t, region, "o2/rotating", `{"authorization":"`+headerA+`"}`)
+	l, log := newLogs()
+	o := opts(moto, credential.Options{SecretARN: arn})
+	o.Logger = log
+	s := credential.New(o)
+	s.Start(t.Context())
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), callBudget)
+	defer cancel()
+	if v, err := s.Authorization(ctx); err != nil || v != headerA {
+		t.Fatalf("first value: %q, %v", v, err)
+	}
+	moto.PutSecretValue(t, region, arn, `{"authorization":"`+headerB+`"}`)
+	s.Refused(headerA)
+	l.waitFor(t, "the new value from Secrets Manager "+arn+" is used")
+	if v, err := s.Authorization(ctx); err != nil || v != headerB {
+		t.Fatalf("after the rotation: %q, %v", v, err)
+	}
+	mustNotLeak(t, "the log", l.text(), headerA, headerB)
+}
