@@ -71,6 +71,32 @@ func invokeN(t *testing.T, h *harness, marker string, from, n, lines int) []stri
 	return all
 }
 
+// untilRotated invokes, one line each, until OpenObserve (which takes only
+// the rotated value since the test switched it) answers a request 200: the
+// sandbox is frozen between invocations, so the fetch after the 401 and
+// the resend progress only while one runs. It returns the lines.
+func untilRotated(t *testing.T, h *harness, marker string, from int) []string {
+	t.Helper()
+	accepted := func() int {
+		n := 0
+		for _, r := range h.o2.Requests() {
+			if r.Status == http.StatusOK {
+				n++
+			}
+		}
+		return n
+	}
+	before := accepted()
+	var lines []string
+	for i := from; accepted() == before; i++ {
+		if i-from >= 500 {
+			t.Fatalf("nothing accepted after the rotation in 500 invocations:\n%s", tail(h.p.Output()))
+		}
+		lines = append(lines, invokeN(t, h, marker, i, 1, 1)...)
+	}
+	return lines
+}
+
 // The real binary in the emulator, its credential from a real moto_server:
 // a sporadic function (plain secret), a busy one (JSON secret with a key),
 // a SecureString parameter, a rotation mid-run, and a missing secret (fail
@@ -134,7 +160,10 @@ func TestCredentialFromAWS(t *testing.T) {
 		})
 		moto.PutSecretValue(t, awsRegion, arn, o2test.BasicAuth(credEmail, credRotated))
 		h.o2.SetCredentials(map[string]string{credEmail: credRotated})
-		want = append(want, invokeN(t, h, "cred-rotation", 3, 6, 10)...)
+		want = append(want, invokeN(t, h, "cred-rotation", 3, 3, 10)...)
+		want = append(want, untilRotated(t, h, "cred-rotation", 6)...)
+		// What was kept goes out with the new value.
+		want = append(want, invokeN(t, h, "cred-rotation", 1000, 3, 10)...)
 		h.shutdown()
 		if lost, dup := exactlyOnce(t, want, h.marked("cred-rotation")); lost+dup > 0 {
 			t.Fatalf("lost %d, duplicated %d\n%s", lost, dup, tail(h.p.Output()))
@@ -201,6 +230,8 @@ func TestCredentialNeverPrinted(t *testing.T) {
 			moto.PutSecretValue(t, awsRegion, arn, o2test.BasicAuth(credEmail, credRotated))
 			h.o2.SetCredentials(map[string]string{credEmail: credRotated})
 			want = append(want, invokeN(t, h, "leak-"+level, 2, 3, 3)...)
+			want = append(want, untilRotated(t, h, "leak-"+level, 5)...)
+			want = append(want, invokeN(t, h, "leak-"+level, 1000, 2, 3)...)
 			h.shutdown()
 			if lost, dup := exactlyOnce(t, want, h.marked("leak-"+level)); lost+dup > 0 {
 				t.Errorf("lost %d, duplicated %d", lost, dup)
