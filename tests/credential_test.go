@@ -259,6 +259,7 @@ func TestCredentialNeverPrinted(t *testing.T) {
 
 	o2 := o2test.Run(t, o2test.Options{Credentials: map[string]string{credEmail: credSecret}})
 	notHeader := moto.CreateSecret(t, awsRegion, "o2/leak-not-a-header", credSecret)
+	refused := moto.CreateSecret(t, awsRegion, "o2/leak-refused", o2test.BasicAuth(credEmail, credRotated))
 	missing := "arn:aws:secretsmanager:" + awsRegion + ":" + mototest.Account + ":secret:o2/leak-missing-AbCdEf"
 	for _, tc := range []struct {
 		name     string
@@ -268,6 +269,8 @@ func TestCredentialNeverPrinted(t *testing.T) {
 	}{
 		{"JSON secret", "O2_AUTHORIZATION_HEADER_SECRET_ARN=" + arn, 0, []string{"[ok  ] credential     from Secrets Manager " + arn + ": fetched in", "[ok  ] credentials", "verdict: healthy"}},
 		{"SSM parameter", "O2_AUTHORIZATION_HEADER_SSM_PARAMETER=/o2/leak", 0, []string{"[ok  ] credential     from SSM parameter /o2/leak: fetched in", "verdict: healthy"}},
+		{"refused by OpenObserve", "O2_AUTHORIZATION_HEADER_SECRET_ARN=" + refused, 1, []string{"[ok  ] credential", "[FAIL] credentials",
+			"wrong credentials: check the credential in Secrets Manager " + refused, "verdict: FAILED"}},
 		{"not a header", "O2_AUTHORIZATION_HEADER_SECRET_ARN=" + notHeader, 1, []string{"[FAIL] credential     from Secrets Manager " + notHeader + ": the secret is not an Authorization header value", "[skip] credentials", "verdict: FAILED"}},
 		{"missing", "O2_AUTHORIZATION_HEADER_SECRET_ARN=" + missing, 1, []string{"[FAIL] credential", "secret not found in region " + awsRegion, "verdict: FAILED"}},
 	} {

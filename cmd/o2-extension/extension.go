@@ -173,13 +173,17 @@ func tenantReport(cfg config.Config) func(*telemetry.Event, time.Time) []telemet
 // newSender builds the OpenObserve client, and a second one when the tenant
 // memory reports go to a stream of their own.
 func newSender(cfg config.Config, getenv func(string) string, log *logrus.Entry, cred *credential.Source) extension.Sender {
-	logs := sender{openobserve.NewClient(clientOptions(cfg, getenv, log, cred))}
+	source := ""
+	if cred != nil {
+		source = cred.String()
+	}
+	logs := sender{openobserve.NewClient(clientOptions(cfg, getenv, log, cred)), source}
 	if cfg.TenantStream == "" || cfg.TenantStream == cfg.Stream {
 		return logs
 	}
 	tcfg := cfg
 	tcfg.Stream = cfg.TenantStream
-	return routingSender{logs: logs, tenant: sender{openobserve.NewClient(clientOptions(tcfg, getenv, log, cred))}}
+	return routingSender{logs: logs, tenant: sender{openobserve.NewClient(clientOptions(tcfg, getenv, log, cred)), source}}
 }
 
 // routingSender sends tenant memory records to their own stream and
@@ -217,8 +221,12 @@ func (r routingSender) Send(ctx context.Context, evs []telemetry.Event) (extensi
 }
 
 // sender adapts the OpenObserve client to the extension's Sender, turning
-// its error classes into the extension's.
-type sender struct{ c *openobserve.Client }
+// its error classes into the extension's. source is where the credential
+// comes from ("" for O2_AUTHORIZATION_HEADER), for the messages.
+type sender struct {
+	c      *openobserve.Client
+	source string
+}
 
 func (s sender) Send(ctx context.Context, evs []telemetry.Event) (extension.SendResult, []telemetry.Event, error) {
 	r, undelivered, err := s.c.Send(ctx, evs)
@@ -239,11 +247,21 @@ func (s sender) Send(ctx context.Context, evs []telemetry.Event) (extension.Send
 		// can never be sent and warn about it on every flush.
 		return res, nil, nil
 	case openobserve.IsPermanent(err):
-		err = fmt.Errorf("%w: %s", extension.ErrRejected, openobserve.Explain(err))
+		err = fmt.Errorf("%w: %s", extension.ErrRejected, explain(err, s.source))
 	case openobserve.IsAuth(err):
-		err = fmt.Errorf("%w: %s", extension.ErrUnauthorized, openobserve.Explain(err))
+		err = fmt.Errorf("%w: %s", extension.ErrUnauthorized, explain(err, s.source))
 	}
 	return res, undelivered, err
+}
+
+// explain is openobserve.Explain, naming the secret or parameter instead of
+// O2_AUTHORIZATION_HEADER when the credential comes from one (source).
+func explain(err error, source string) string {
+	e := openobserve.Explain(err)
+	if source != "" {
+		e = strings.ReplaceAll(e, "O2_AUTHORIZATION_HEADER", "the credential in "+source)
+	}
+	return e
 }
 
 // extensionName is the executable's base name: Lambda requires it as the

@@ -49,8 +49,9 @@ func runHealthCheck(ctx context.Context, getenv func(string) string, w io.Writer
 
 	timeout := cfg.RequestTimeout
 	opts := clientOptions(cfg, getenv, nil, nil)
-	fetched := true
+	fetched, source := true, ""
 	if src := newCredential(cfg, getenv, nil); src != nil {
+		source = src.String()
 		// One fetch, as its own step; the value goes to the client only
 		// (which redacts it), never to the output, nor does its length.
 		cctx, cancel := context.WithTimeout(ctx, timeout)
@@ -74,7 +75,7 @@ func runHealthCheck(ctx context.Context, getenv func(string) string, w io.Writer
 		defer cancel()
 		d, err := call(cctx)
 		if err != nil {
-			step(name, false, fmt.Sprintf("%s: %s (after %s)", what, openobserve.Explain(err), round(d)))
+			step(name, false, fmt.Sprintf("%s: %s (after %s)", what, explain(err, source), round(d)))
 			return
 		}
 		step(name, true, fmt.Sprintf("%s in %s", what, round(d)))
