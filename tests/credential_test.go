@@ -174,6 +174,36 @@ func TestCredentialFromAWS(t *testing.T) {
 		}
 	})
 
+	// SnapStart: no key variables, the role's credentials from the
+	// container credentials endpoint instead.
+	t.Run("container credentials", func(t *testing.T) {
+		t.Parallel()
+		creds := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") != "container-token" {
+				w.WriteHeader(http.StatusForbidden)
+				return
+			}
+			exp := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+			fmt.Fprintf(w, `{"AccessKeyId":%q,"SecretAccessKey":%q,"Token":"t","Expiration":%q}`, mototest.AccessKeyID, mototest.SecretAccessKey, exp)
+		}))
+		t.Cleanup(creds.Close)
+		h := &harness{t: t, o2: o2test.Run(t, o2test.Options{Credentials: map[string]string{credEmail: credSecret}})}
+		var env []string
+		for _, kv := range credEnv(h.o2, moto) {
+			if !strings.HasPrefix(kv, "AWS_ACCESS_KEY_ID=") && !strings.HasPrefix(kv, "AWS_SECRET_ACCESS_KEY=") && !strings.HasPrefix(kv, "AWS_SESSION_TOKEN=") {
+				env = append(env, kv)
+			}
+		}
+		env = append(env, "AWS_CONTAINER_CREDENTIALS_FULL_URI="+creds.URL+"/2021-04-23/credentials",
+			"AWS_CONTAINER_AUTHORIZATION_TOKEN=container-token", "O2_AUTHORIZATION_HEADER_SECRET_ARN="+plain)
+		h.launch(lambdatest.Options{Region: awsRegion, Env: env})
+		want := invokeN(t, h, "cred-container", 0, 3, 10)
+		h.shutdown()
+		if lost, dup := exactlyOnce(t, want, h.marked("cred-container")); lost+dup > 0 {
+			t.Fatalf("lost %d, duplicated %d\n%s", lost, dup, tail(h.p.Output()))
+		}
+	})
+
 	// A secret that does not exist: one clear error naming the ARN, then
 	// fail open: no invocation is held, nothing is sent.
 	t.Run("missing secret fails open", func(t *testing.T) {

@@ -99,9 +99,13 @@ func newCredential(cfg config.Config, getenv func(string) string, log *logrus.En
 		AccessKeyID:     getenv("AWS_ACCESS_KEY_ID"),
 		SecretAccessKey: getenv("AWS_SECRET_ACCESS_KEY"),
 		SessionToken:    getenv("AWS_SESSION_TOKEN"),
-		Getenv:          getenv,
-		AttemptTimeout:  cfg.RequestTimeout,
-		Logger:          log,
+		// SnapStart offers the role's credentials this way instead.
+		ContainerCredentialsURI: getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+		ContainerAuthToken:      getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+		ContainerAuthTokenFile:  getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
+		Getenv:                  getenv,
+		AttemptTimeout:          cfg.RequestTimeout,
+		Logger:                  log,
 	})
 }
 

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 )
 
@@ -46,7 +45,7 @@ const maxReply = 256 << 10
 // awsClient calls one operation of a service with the role's credentials.
 type awsClient struct {
 	hc       *http.Client
-	creds    aws.Credentials
+	creds    *roleCredentials
 	region   string
 	endpoint string // base URL, no trailing "/"
 	svc      service
@@ -87,8 +86,12 @@ func (c *awsClient) call(ctx context.Context, op string, in, out any) error {
 	req.Header.Set("User-Agent", "o2-extension")
 	// SigV4 signs the body's hash; with a session token (always, for a
 	// Lambda role) the signer also sets X-Amz-Security-Token.
+	creds, err := c.creds.get(ctx)
+	if err != nil {
+		return err
+	}
 	sum := sha256.Sum256(body)
-	if err := c.signer.SignHTTP(ctx, c.creds, req, hex.EncodeToString(sum[:]), c.svc.signingName, c.region, time.Now()); err != nil {
+	if err := c.signer.SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), c.svc.signingName, c.region, time.Now()); err != nil {
 		return fmt.Errorf("sign request: %w", err)
 	}
 	resp, err := c.hc.Do(req)

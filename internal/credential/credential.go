@@ -48,6 +48,12 @@ type Options struct {
 	// AccessKeyID, SecretAccessKey and SessionToken are the role's
 	// credentials (AWS_ACCESS_KEY_ID, ...).
 	AccessKeyID, SecretAccessKey, SessionToken string
+	// ContainerCredentialsURI, ContainerAuthToken and
+	// ContainerAuthTokenFile are AWS_CONTAINER_CREDENTIALS_FULL_URI,
+	// AWS_CONTAINER_AUTHORIZATION_TOKEN and
+	// AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: where the role's credentials
+	// come from when AccessKeyID is not set (SnapStart).
+	ContainerCredentialsURI, ContainerAuthToken, ContainerAuthTokenFile string
 	// Getenv resolves endpoint overrides the way the AWS SDKs do
 	// (AWS_ENDPOINT_URL_SECRETS_MANAGER or AWS_ENDPOINT_URL_SSM, then
 	// AWS_ENDPOINT_URL); nil means none.
@@ -145,8 +151,8 @@ func New(o Options) *Source {
 	switch {
 	case region == "":
 		s.setupErr = &Error{Kind: Misconfigured, Source: s.desc, Msg: "no region: AWS_REGION is not set (Lambda sets it; set it for local runs)"}
-	case o.AccessKeyID == "" || o.SecretAccessKey == "":
-		s.setupErr = &Error{Kind: Misconfigured, Source: s.desc, Msg: "no AWS credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set (Lambda sets them from the function's role; set them for local runs)"}
+	case (o.AccessKeyID == "" || o.SecretAccessKey == "") && o.ContainerCredentialsURI == "":
+		s.setupErr = &Error{Kind: Misconfigured, Source: s.desc, Msg: "no AWS credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set, nor AWS_CONTAINER_CREDENTIALS_FULL_URI (Lambda sets them from the function's role; set them for local runs)"}
 	}
 	// Its own small transport, not the OpenObserve client's: another host,
 	// one call per cold start (and per rotation), no connection to keep.
@@ -162,9 +168,18 @@ func New(o Options) *Source {
 			ExpectContinueTimeout: time.Second,
 		}
 	}
+	hc := &http.Client{Transport: tr, Timeout: o.AttemptTimeout}
+	creds := &roleCredentials{
+		static: aws.Credentials{AccessKeyID: o.AccessKeyID, SecretAccessKey: o.SecretAccessKey, SessionToken: o.SessionToken},
+		hc:     hc,
+		source: s.desc,
+	}
+	if o.AccessKeyID == "" || o.SecretAccessKey == "" {
+		creds.uri, creds.token, creds.tokenFile = o.ContainerCredentialsURI, o.ContainerAuthToken, o.ContainerAuthTokenFile
+	}
 	s.client = &awsClient{
-		hc:       &http.Client{Transport: tr, Timeout: o.AttemptTimeout},
-		creds:    aws.Credentials{AccessKeyID: o.AccessKeyID, SecretAccessKey: o.SecretAccessKey, SessionToken: o.SessionToken},
+		hc:       hc,
+		creds:    creds,
 		region:   region,
 		endpoint: endpointFor(svc, region, getenv),
 		svc:      svc,
@@ -415,10 +430,14 @@ func (s *Source) Fetch(ctx context.Context) (string, error) {
 	return v, nil
 }
 
-// failed classifies a failed call; a cancelled ctx is returned as is.
+// failed classifies a failed call; a cancelled ctx is returned as is, and
+// so is an *Error already made (getting the role's credentials).
 func (s *Source) failed(ctx context.Context, err error, action, resource string) error {
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		return ctx.Err()
+	}
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e
 	}
 	return classify(err, s.desc, action, resource, s.client.region, s.o.Region)
 }

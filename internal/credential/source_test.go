@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -237,6 +238,70 @@ func TestSourceCloseStopsRetrying(t *testing.T) {
 		defer cancel()
 		if _, err := s.Authorization(ctx); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Authorization after Close: %v", err)
+		}
+	})
+}
+
+// containerCreds serves the role's credentials as Lambda's container
+// credentials endpoint does (SnapStart), to the right token only, valid
+// for 15 minutes from each call.
+type containerCreds struct {
+	aws   *fakeAWS
+	mu    sync.Mutex
+	calls int
+}
+
+func (c *containerCreds) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host != "creds.test" {
+		return c.aws.RoundTrip(r)
+	}
+	c.mu.Lock()
+	c.calls++
+	c.mu.Unlock()
+	if r.Header.Get("Authorization") != "container-token" {
+		return reply(403, `{"Code":"AccessDenied","Secret":"SECRET-must-not-show"}`), nil
+	}
+	exp := time.Now().Add(15 * time.Minute).UTC().Format(time.RFC3339)
+	return reply(200, `{"AccessKeyId":"AKID","SecretAccessKey":"SECRET","Token":"TOKEN","Expiration":"`+exp+`"}`), nil
+}
+
+func (c *containerCreds) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls
+}
+
+// Without AWS_ACCESS_KEY_ID, the role's credentials come from
+// AWS_CONTAINER_CREDENTIALS_FULL_URI with the token (here from its file),
+// and are fetched again only shortly before they expire.
+func TestSourceContainerCredentials(t *testing.T) {
+	tokenFile := t.TempDir() + "/token"
+	if err := os.WriteFile(tokenFile, []byte("container-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		cc := &containerCreds{aws: &fakeAWS{value: headerA}}
+		_, log := newLogs()
+		o := fakeOptions(cc.aws, log)
+		o.Transport = cc
+		o.AccessKeyID, o.SecretAccessKey, o.SessionToken = "", "", ""
+		o.ContainerCredentialsURI, o.ContainerAuthTokenFile = "http://creds.test/2021-04-23/credentials", tokenFile
+		s := credential.New(o)
+		for i, wantCalls := range []int{1, 1} {
+			if v, err := s.Fetch(t.Context()); err != nil || v != headerA || cc.count() != wantCalls {
+				t.Fatalf("fetch %d: %q, %v, %d credential calls; want the value, %d", i, v, err, cc.count(), wantCalls)
+			}
+		}
+		time.Sleep(11 * time.Minute) // within 5 minutes of their expiry
+		if v, err := s.Fetch(t.Context()); err != nil || v != headerA || cc.count() != 2 {
+			t.Fatalf("after 11 min: %q, %v, %d credential calls; want them fetched again", v, err, cc.count())
+		}
+
+		o.ContainerAuthTokenFile, o.ContainerAuthToken = "", "wrong-token"
+		_, err := credential.New(o).Fetch(t.Context())
+		if !credential.IsPermanent(err) || !strings.Contains(err.Error(), "HTTP 403") || !strings.Contains(err.Error(), "AWS_CONTAINER_AUTHORIZATION_TOKEN") ||
+			strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("wrong token: %v; want a permanent error naming the token variable, without the body", err)
 		}
 	})
 }
