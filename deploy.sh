@@ -67,6 +67,19 @@ Variables:
   DIST_DIR          where build.sh put the zips (default: dist)
   DEPLOY_INFO_DIR   where deployment-info-<arch>.txt goes (default: the
                     repository)
+
+Configure the function (recommended: the credential stays in Secrets Manager,
+out of the function's configuration):
+  aws secretsmanager create-secret --name o2/ingest \
+      --secret-string '{"authorization":"Basic <base64 of email:token>"}'
+  function variables:
+      O2_ORGANIZATION_ID=<org>  O2_ENDPOINT=https://api.openobserve.ai
+      O2_AUTHORIZATION_HEADER_SECRET_ARN=<the secret's ARN>
+      (or O2_AUTHORIZATION_HEADER_SSM_PARAMETER=<SecureString name or ARN>)
+  the function's role: secretsmanager:GetSecretValue on that ARN
+      (SSM: ssm:GetParameter on the parameter and kms:Decrypt on its key)
+  O2_AUTHORIZATION_HEADER (the value in plain text) is for local runs.
+  The README has SAM, CloudFormation and Terraform examples.
 EOF
 }
 
@@ -258,6 +271,8 @@ deploy() {
     Attach it to a function of architecture $arch (--layers replaces the
     function's whole layer list: name the layers it already has too):
     aws lambda update-function-configuration --region $region --function-name YOUR_FUNCTION --layers $arn
+    Then set O2_ORGANIZATION_ID and O2_AUTHORIZATION_HEADER_SECRET_ARN on the
+    function (./deploy.sh help shows how).
     Recorded in $info_dir/deployment-info-$arch.txt
 EOF
 	done

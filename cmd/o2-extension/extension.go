@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/o2-extension/o2-extension/internal/config"
+	"github.com/o2-extension/o2-extension/internal/credential"
 	"github.com/o2-extension/o2-extension/internal/extension"
 	"github.com/o2-extension/o2-extension/internal/openobserve"
 	"github.com/o2-extension/o2-extension/internal/otlp"
@@ -53,7 +54,15 @@ func runExtension(ctx context.Context, getenv func(string) string, environ []str
 	} else {
 		addr, host := listenAddress(cfg.ListenerPort)
 		forced, auto, _ := strategy.ParseMode(string(cfg.FlushStrategy)) // validated by config
-		client := openobserve.NewClient(clientOptions(cfg, getenv, log))
+		// The fetch runs in the background from here on, alongside
+		// registration and subscription: it never delays the first /next.
+		// Requests wait for it within their own deadline; records buffer.
+		cred := newCredential(cfg, getenv, log)
+		if cred != nil {
+			cred.Start(ctx)
+			defer cred.Close()
+		}
+		client := openobserve.NewClient(clientOptions(cfg, getenv, log, cred))
 		shipOpts := openobserve.ShipperOptions{
 			InFlight:   cfg.MaxInFlight,
 			BatchCount: cfg.BatchSize,
@@ -85,18 +94,50 @@ func runExtension(ctx context.Context, getenv func(string) string, environ []str
 	return extension.Run(ctx, opts)
 }
 
-// clientOptions maps the configuration onto the OpenObserve client.
-func clientOptions(cfg config.Config, getenv func(string) string, log *logrus.Entry) openobserve.Options {
+// newCredential returns the source of the Authorization value when it is
+// kept in Secrets Manager or SSM, nil when it is O2_AUTHORIZATION_HEADER.
+// The AWS settings are those Lambda sets for the function's role.
+func newCredential(cfg config.Config, getenv func(string) string, log *logrus.Entry) *credential.Source {
+	if cfg.AuthSecretARN == "" && cfg.AuthSSMParameter == "" {
+		return nil
+	}
+	region := getenv("AWS_REGION")
+	if region == "" {
+		region = getenv("AWS_DEFAULT_REGION")
+	}
+	return credential.New(credential.Options{
+		SecretARN:       cfg.AuthSecretARN,
+		SecretKey:       cfg.AuthSecretKey,
+		KeyVar:          "O2_AUTHORIZATION_HEADER_SECRET_KEY",
+		SSMParameter:    cfg.AuthSSMParameter,
+		Region:          region,
+		AccessKeyID:     getenv("AWS_ACCESS_KEY_ID"),
+		SecretAccessKey: getenv("AWS_SECRET_ACCESS_KEY"),
+		SessionToken:    getenv("AWS_SESSION_TOKEN"),
+		// SnapStart offers the role's credentials this way instead.
+		ContainerCredentialsURI: getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+		ContainerAuthToken:      getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+		ContainerAuthTokenFile:  getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
+		Getenv:                  getenv,
+		AttemptTimeout:          cfg.RequestTimeout,
+		Logger:                  log,
+	})
+}
+
+// clientOptions maps the configuration onto the OpenObserve client; cred,
+// if not nil, supplies the Authorization value.
+func clientOptions(cfg config.Config, getenv func(string) string, log *logrus.Entry, cred *credential.Source) openobserve.Options {
 	var routes map[string]string
 	if cfg.TenantStream != "" && cfg.TenantStream != cfg.Stream {
 		tcfg := cfg
 		tcfg.Stream = cfg.TenantStream
 		routes = map[string]string{tenant.RecordType: tcfg.IngestURL()}
 	}
-	return openobserve.Options{
+	o := openobserve.Options{
 		IngestURL:      cfg.IngestURL(),
 		Routes:         routes,
 		HealthURL:      cfg.HealthURL(),
+		OrgCheckURL:    cfg.OrgCheckURL(),
 		MetricsURL:     ifOn(cfg.Metrics, cfg.MetricsURL()),
 		TracesURL:      ifOn(cfg.Traces, cfg.TracesURL()),
 		Authorization:  cfg.Authorization,
@@ -109,6 +150,10 @@ func clientOptions(cfg config.Config, getenv func(string) string, log *logrus.En
 		Fields:         recordFields(cfg, getenv),
 		Logger:         log,
 	}
+	if cred != nil {
+		o.Credential = cred
+	}
+	return o
 }
 
 // recordFields are the static fields of every record: where it comes from

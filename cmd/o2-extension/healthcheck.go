@@ -23,9 +23,11 @@ type healthCheckOptions struct {
 	budget   time.Duration // the most the whole check may take
 }
 
-// runHealthCheck validates the configuration, then checks that OpenObserve
-// answers and accepts the credentials, organization and stream: GET
-// /healthz, then POST [] to the ingestion URL, which writes nothing. With
+// runHealthCheck validates the configuration, fetches the credential when
+// it is kept in AWS, then checks that OpenObserve answers and accepts the
+// credentials, organization and stream: GET /healthz, GET
+// /api/{org}/_license (read-only: it never creates the organization), then
+// POST [] to the ingestion URL, which writes no record. With
 // sendTest it also writes one real record. Each step prints one line with
 // its result and latency; the authorization value is never printed, only
 // its scheme. All steps together take at most o.budget, and a step that
@@ -68,50 +70,125 @@ func runHealthCheck(ctx context.Context, getenv func(string) string, environ []s
 
 	ctx, cancel := context.WithTimeout(ctx, o.budget)
 	defer cancel()
-	client := openobserve.NewClient(clientOptions(cfg, getenv, nil))
+	opts := clientOptions(cfg, getenv, nil, nil)
+	fetched, source := true, ""
+	if src := newCredential(cfg, getenv, nil); src != nil {
+		source = src.String()
+		// One fetch, as its own step; the value goes to the client only
+		// (which redacts it), never to the output, nor does its length.
+		cctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+		start := time.Now()
+		v, err := src.Fetch(cctx)
+		d := time.Since(start)
+		cancel()
+		if err != nil {
+			fetched = false
+			step("credential", false, fmt.Sprintf("from %s: %s (after %s)", src, credentialError(err, src), round(d)))
+		} else {
+			step("credential", true, fmt.Sprintf("from %s: fetched in %s", src, round(d)))
+			opts.Authorization = v
+		}
+	} else {
+		step("credential", true, "from O2_AUTHORIZATION_HEADER ("+schemeOf(cfg.AuthScheme())+")")
+	}
+	client := openobserve.NewClient(opts)
 	// check runs one step, bounded by O2_REQUEST_TIMEOUT_MS and by what is
 	// left of the budget. It reports whether OpenObserve (or whatever is at
-	// the endpoint) answered at all, and whether the step passed.
-	check := func(name, what string, call func(context.Context) (time.Duration, error)) (answered, ok bool) {
+	// the endpoint) answered at all, and the step's error.
+	check := func(name, what string, call func(context.Context) (time.Duration, error)) (answered bool, err error) {
 		cctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
 		defer cancel()
 		d, err := call(cctx)
 		if err != nil {
-			detail := fmt.Sprintf("%s: %s (after %s)", what, openobserve.Explain(err), round(d))
+			detail := fmt.Sprintf("%s: %s (after %s)", what, explain(err, source), round(d))
 			if ctx.Err() != nil {
 				detail += fmt.Sprintf("; the whole check is bounded by %s", o.budget)
 			}
 			step(name, false, detail)
 			_, isStatus := errors.AsType[*openobserve.StatusError](err)
-			return isStatus || errors.Is(err, openobserve.ErrUnexpectedReply), false
+			return isStatus || errors.Is(err, openobserve.ErrUnexpectedReply), err
 		}
 		step(name, true, fmt.Sprintf("%s in %s", what, round(d)))
-		return true, true
+		return true, nil
 	}
 	answered, _ := check("reachable", "GET "+cfg.HealthURL(), client.CheckHealthz)
-	if !answered {
+	orgOK := false
+	switch {
+	case !answered:
 		skip("credentials", "nothing answered at O2_ENDPOINT, so the credentials cannot be checked")
-		if o.sendTest {
-			skip("test record", "nothing answered at O2_ENDPOINT")
-		}
-	} else {
-		_, ok := check("credentials", "POST [] to "+cfg.IngestURL(), client.CheckIngest)
+	case !fetched:
+		skip("credentials", "no credential to check")
+	default:
+		// Read-only first: a POST would create a missing organization for
+		// the root user.
+		what := "GET " + cfg.OrgCheckURL() + " (read-only: credentials and organization)"
+		cctx, ccancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+		d, err := client.CheckOrganization(cctx)
+		ccancel()
 		switch {
-		case !o.sendTest:
-		case !ok:
-			skip("test record", "the credentials check failed")
+		case err == nil:
+			step("credentials", true, fmt.Sprintf("%s in %s", what, round(d)))
+			orgOK = true
+		case errors.Is(err, openobserve.ErrOrgCheckUnavailable):
+			// It could not tell, which is not a failure.
+			fmt.Fprintf(w, "[warn] %-14s %s: %s; not posting to find out, as OpenObserve would create a missing organization for the root user\n",
+				"credentials", what, openobserve.Explain(err))
 		default:
-			check("test record", "POST 1 record to "+cfg.IngestURL(), func(ctx context.Context) (time.Duration, error) {
-				return client.SendTestRecord(ctx, time.Now())
-			})
+			step("credentials", false, fmt.Sprintf("%s: %s (after %s)", what, explain(err, source), round(d)))
+		}
+	}
+	switch {
+	case !orgOK:
+		skip("ingestion", "the organization and credentials were not confirmed")
+		if o.sendTest {
+			skip("test record", "the organization and credentials were not confirmed")
+		}
+	default:
+		_, err := check("ingestion", "POST [] to "+cfg.IngestURL(), client.CheckIngest)
+		if o.sendTest {
+			if err != nil {
+				skip("test record", "the ingestion check failed")
+			} else {
+				check("test record", "POST 1 record to "+cfg.IngestURL(), func(ctx context.Context) (time.Duration, error) {
+					return client.SendTestRecord(ctx, time.Now())
+				})
+			}
 		}
 	}
 	if failed {
 		fmt.Fprintln(w, "verdict: FAILED")
 		return exitError{code: 1}
 	}
+	if !orgOK {
+		fmt.Fprintln(w, "verdict: reachable; the credentials could not be verified without writing")
+		return nil
+	}
 	fmt.Fprintln(w, "verdict: healthy")
 	return nil
+}
+
+// credentialError is a fetch failure as a step's detail: the source's own
+// message, without the repeated "credential from <source>:" prefix.
+func credentialError(err error, src fmt.Stringer) string {
+	return strings.TrimPrefix(err.Error(), "credential from "+src.String()+": ")
+}
+
+// schemeOf names the authorization scheme for the output, never more.
+func schemeOf(scheme string) string {
+	if scheme == "" {
+		return "malformed"
+	}
+	return scheme + " scheme"
+}
+
+// explain is openobserve.Explain, naming the secret or parameter instead of
+// O2_AUTHORIZATION_HEADER when the credential comes from one (source).
+func explain(err error, source string) string {
+	e := openobserve.Explain(err)
+	if source != "" {
+		e = strings.ReplaceAll(e, "O2_AUTHORIZATION_HEADER", "the credential in "+source)
+	}
+	return e
 }
 
 func round(d time.Duration) time.Duration {

@@ -56,6 +56,11 @@ func TestHealthCheck(t *testing.T) {
 		{name: "healthy", env: map[string]string{"O2_ENDPOINT": stand.URL()}, sendTest: true, wantOK: true,
 			want:     []string{"O2_AUTHORIZATION_HEADER=Basic <redacted>\n", "[ok  ] reachable", "[ok  ] credentials", "[ok  ] test record", "verdict: healthy"},
 			dontWant: []string{"chars", o2test.DefaultSecret}},
+		// For the root user a mistyped organization would be created by
+		// any POST; the read-only check says it is unknown and posts
+		// nothing (CreatedOrgs is checked below).
+		{name: "mistyped organization, root", env: map[string]string{"O2_ENDPOINT": stand.URL(), "O2_ORGANIZATION_ID": "acmee"}, sendTest: true,
+			want: []string{"[FAIL] credentials", "unknown organization: check O2_ORGANIZATION_ID", "[skip] ingestion", "[skip] test record", "verdict: FAILED"}},
 		// The dump shows the values as set, not the defaults that replace them.
 		{name: "invalid values shown as set",
 			env: map[string]string{"O2_ENDPOINT": "ftp://files.example.com", "O2_BATCH_SIZE": "abc", "O2_FLUSH_INTERVAL_MS": "50"},
@@ -117,5 +122,8 @@ func TestHealthCheck(t *testing.T) {
 				t.Logf("output:\n%s", out.String())
 			}
 		})
+	}
+	if got := stand.CreatedOrgs(); len(got) != 0 {
+		t.Errorf("the health checks created organizations %v on the stand-in", got)
 	}
 }

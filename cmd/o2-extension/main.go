@@ -130,7 +130,11 @@ Usage:
 
 Flags:
 %s
-Configuration comes from O2_* environment variables; O2_ORGANIZATION_ID and
-O2_AUTHORIZATION_HEADER are required. See the README for every variable.
+Configuration comes from O2_* environment variables. Required:
+O2_ORGANIZATION_ID, and the credential from exactly one of
+O2_AUTHORIZATION_HEADER_SECRET_ARN (Secrets Manager, recommended),
+O2_AUTHORIZATION_HEADER_SSM_PARAMETER (SSM Parameter Store) or
+O2_AUTHORIZATION_HEADER (plain text, for local runs). See the README for
+every variable.
 `, version, fs.FlagUsages())
 }

@@ -21,12 +21,12 @@ func TestSignalsWiring(t *testing.T) {
 	if newBuilder(cfg, getenv) == nil {
 		t.Fatal("no builder with both signals on")
 	}
-	o := clientOptions(cfg, getenv, nil)
+	o := clientOptions(cfg, getenv, nil, nil)
 	if o.MetricsURL != "https://o2.example.com/api/acme/v1/metrics" || o.TracesURL != "https://o2.example.com/api/acme/v1/traces" {
 		t.Errorf("URLs %q %q", o.MetricsURL, o.TracesURL)
 	}
 	cfg.Traces = false
-	if o := clientOptions(cfg, getenv, nil); o.TracesURL != "" || o.MetricsURL == "" {
+	if o := clientOptions(cfg, getenv, nil, nil); o.TracesURL != "" || o.MetricsURL == "" {
 		t.Errorf("traces off: URLs %q %q", o.MetricsURL, o.TracesURL)
 	}
 	cfg.Metrics = false

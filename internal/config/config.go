@@ -36,6 +36,7 @@ const (
 	defaultEndpoint          = "https://api.openobserve.ai"
 	defaultMaxRecordBytes    = 256 * kib
 	defaultInitialRetryDelay = 100 * time.Millisecond
+	defaultSecretKey         = "authorization"
 )
 
 // Config is every setting of the extension, typed.
@@ -43,7 +44,10 @@ type Config struct {
 	Endpoint               string            // O2_ENDPOINT: OpenObserve base URL, no trailing "/"
 	Organization           string            // O2_ORGANIZATION_ID (required)
 	Stream                 string            // O2_STREAM
-	Authorization          string            // O2_AUTHORIZATION_HEADER (required); SECRET: never printed
+	Authorization          string            // O2_AUTHORIZATION_HEADER (one of the three sources is required); SECRET: never printed
+	AuthSecretARN          string            // O2_AUTHORIZATION_HEADER_SECRET_ARN: a Secrets Manager secret holding the value
+	AuthSecretKey          string            // O2_AUTHORIZATION_HEADER_SECRET_KEY: the key, when that secret is a JSON object
+	AuthSSMParameter       string            // O2_AUTHORIZATION_HEADER_SSM_PARAMETER: an SSM parameter (name or ARN) holding the value
 	BatchSize              int               // O2_BATCH_SIZE: records per request
 	MaxBatchBytes          int               // O2_MAX_BATCH_BYTES: uncompressed body bound of one request
 	MaxRecordBytes         int               // O2_MAX_RECORD_BYTES: a longer record is split or truncated
@@ -81,11 +85,13 @@ type Config struct {
 }
 
 // Default returns the settings used when no variable is set. It is not valid
-// on its own: O2_ORGANIZATION_ID and O2_AUTHORIZATION_HEADER have no default.
+// on its own: O2_ORGANIZATION_ID and the credential (O2_AUTHORIZATION_HEADER
+// or a secret naming it) have no default.
 func Default() Config {
 	return Config{
 		Endpoint:               defaultEndpoint,
 		Stream:                 "default",
+		AuthSecretKey:          defaultSecretKey,
 		BatchSize:              1000,
 		MaxBatchBytes:          1 * mib,
 		MaxRecordBytes:         defaultMaxRecordBytes,
@@ -200,6 +206,7 @@ func Load(getenv func(string) string, environ []string) (Config, []string, error
 			errs = appendErrs(errs, s.check(c))
 		}
 	}
+	errs = append(errs, c.sourceProblems()...)
 	if len(asSet) > 0 {
 		c.asSet = asSet
 	}
@@ -234,9 +241,24 @@ func (c Config) validate() error {
 	return errors.Join(errs...)
 }
 
+// sourceProblems reports more than one source of the credential: which one
+// was meant cannot be guessed, and nothing can be sent without it.
+func (c Config) sourceProblems() []error {
+	set := c.authSources()
+	if len(set) <= 1 {
+		return nil
+	}
+	both := "both"
+	if len(set) > 2 {
+		both = "all"
+	}
+	return []error{fmt.Errorf("%s and %s are %s set: give exactly one source of the credential",
+		strings.Join(set[:len(set)-1], ", "), set[len(set)-1], both)}
+}
+
 // crossProblems checks the rules that tie two settings together.
 func (c Config) crossProblems() []error {
-	var errs []error
+	errs := c.sourceProblems()
 	if c.MaxRecordBytes > c.MaxBatchBytes {
 		errs = append(errs, fmt.Errorf("%s: %d is larger than %s (%d): a record must fit in one request",
 			envMaxRecordBytes, c.MaxRecordBytes, envMaxBatchBytes, c.MaxBatchBytes))
@@ -263,6 +285,21 @@ func appendErrs(errs []error, err error) []error {
 	return append(errs, err)
 }
 
+// authSources names the credential sources that are set, in table order.
+func (c Config) authSources() []string {
+	var set []string
+	for _, s := range []struct{ name, v string }{
+		{envAuthorization, c.Authorization},
+		{envSecretARN, c.AuthSecretARN},
+		{envSSMParameter, c.AuthSSMParameter},
+	} {
+		if s.v != "" {
+			set = append(set, s.name)
+		}
+	}
+	return set
+}
+
 // IngestURL returns {endpoint}/api/{org}/{stream}/_json, the address records
 // are posted to. Organization and stream are path-escaped: OpenObserve uses
 // the org verbatim, and a '#' or '/' in either would otherwise change the path.
@@ -283,6 +320,14 @@ func (c Config) MetricsURL() string {
 // says otherwise).
 func (c Config) TracesURL() string {
 	return strings.TrimRight(c.Endpoint, "/") + "/api/" + url.PathEscape(c.Organization) + "/v1/traces"
+}
+
+// OrgCheckURL returns {endpoint}/api/{org}/_license: a read-only route
+// that takes every kind of ingestion credential and answers 404
+// "Organization not found" for an organization the root user does not
+// have, where an ingestion write would create it (openobserve-api.md §2).
+func (c Config) OrgCheckURL() string {
+	return strings.TrimRight(c.Endpoint, "/") + "/api/" + url.PathEscape(c.Organization) + "/_license"
 }
 
 // HealthURL returns {endpoint}/healthz, OpenObserve's unauthenticated

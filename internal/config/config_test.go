@@ -74,6 +74,7 @@ func TestDefault(t *testing.T) {
 	want := config.Config{
 		Endpoint:               "https://api.openobserve.ai",
 		Stream:                 "default",
+		AuthSecretKey:          "authorization",
 		BatchSize:              1000,
 		MaxBatchBytes:          1048576,
 		MaxRecordBytes:         262144,
@@ -273,40 +274,45 @@ func TestLoadParsesEachVariable(t *testing.T) {
 
 // allSet sets every variable to a valid value different from its default.
 var allSet = map[string]string{
-	"O2_ENDPOINT":                 "http://127.0.0.1:5080",
-	"O2_ORGANIZATION_ID":          "org1",
-	"O2_STREAM":                   "logs",
-	"O2_AUTHORIZATION_HEADER":     "Basic b3BzQGV4YW1wbGUuY29tOm90aGVy", // ops@example.com:other
-	"O2_BATCH_SIZE":               "7",
-	"O2_MAX_BATCH_BYTES":          "131072",
-	"O2_MAX_RECORD_BYTES":         "2048",
-	"O2_FLUSH_INTERVAL_MS":        "3000",
-	"O2_MAX_IN_FLIGHT":            "2",
-	"O2_MAX_BUFFER_SIZE_MB":       "2",
-	"O2_REQUEST_TIMEOUT_MS":       "700",
-	"O2_MAX_RETRIES":              "1",
-	"O2_INITIAL_RETRY_DELAY_MS":   "20",
-	"O2_MAX_RETRY_DELAY_MS":       "40",
-	"O2_LOG_LEVEL":                "error",
-	"O2_LISTENER_PORT":            "7070",
-	"O2_FLUSH_STRATEGY":           "periodic",
-	"O2_HIGH_FREQUENCY_THRESHOLD": "30",
-	"O2_RATE_WINDOW_MS":           "20000",
-	"O2_LONG_RUNNING_MS":          "5000",
-	"O2_FLUSH_BUDGET_MS":          "300",
-	"O2_FIELDS":                   "env=test",
-	"O2_EXCLUDE_TYPES":            "platform.start",
-	"O2_MIN_LEVEL":                "warn",
-	"O2_METRICS":                  "false",
-	"O2_TRACES":                   "off",
-	"O2_TENANT_REPORT":            "false",
-	"O2_TENANT_MESSAGE":           "m",
-	"O2_TENANT_FIELD":             "f",
-	"O2_TENANT_STREAM":            "s",
-	"O2_TENANT_EMF":               "true",
-	"O2_TENANT_EMF_NAMESPACE":     "n",
-	"O2_TENANT_EMF_METRIC":        "x",
-	"O2_TENANT_EMF_DIMENSION":     "d",
+	"O2_ENDPOINT":             "http://127.0.0.1:5080",
+	"O2_ORGANIZATION_ID":      "org1",
+	"O2_STREAM":               "logs",
+	"O2_AUTHORIZATION_HEADER": "Basic b3BzQGV4YW1wbGUuY29tOm90aGVy", // ops@example.com:other
+	// Only one credential source may be set: Load(allSet) reports that one
+	// problem and nothing else.
+	"O2_AUTHORIZATION_HEADER_SECRET_ARN":    "arn:aws:secretsmanager:eu-west-1:123456789012:secret:o2/ingest-AbCdEf",
+	"O2_AUTHORIZATION_HEADER_SECRET_KEY":    "header",
+	"O2_AUTHORIZATION_HEADER_SSM_PARAMETER": "/o2/ingest",
+	"O2_BATCH_SIZE":                         "7",
+	"O2_MAX_BATCH_BYTES":                    "131072",
+	"O2_MAX_RECORD_BYTES":                   "2048",
+	"O2_FLUSH_INTERVAL_MS":                  "3000",
+	"O2_MAX_IN_FLIGHT":                      "2",
+	"O2_MAX_BUFFER_SIZE_MB":                 "2",
+	"O2_REQUEST_TIMEOUT_MS":                 "700",
+	"O2_MAX_RETRIES":                        "1",
+	"O2_INITIAL_RETRY_DELAY_MS":             "20",
+	"O2_MAX_RETRY_DELAY_MS":                 "40",
+	"O2_LOG_LEVEL":                          "error",
+	"O2_LISTENER_PORT":                      "7070",
+	"O2_FLUSH_STRATEGY":                     "periodic",
+	"O2_HIGH_FREQUENCY_THRESHOLD":           "30",
+	"O2_RATE_WINDOW_MS":                     "20000",
+	"O2_LONG_RUNNING_MS":                    "5000",
+	"O2_FLUSH_BUDGET_MS":                    "300",
+	"O2_FIELDS":                             "env=test",
+	"O2_EXCLUDE_TYPES":                      "platform.start",
+	"O2_MIN_LEVEL":                          "warn",
+	"O2_METRICS":                            "false",
+	"O2_TRACES":                             "off",
+	"O2_TENANT_REPORT":                      "false",
+	"O2_TENANT_MESSAGE":                     "m",
+	"O2_TENANT_FIELD":                       "f",
+	"O2_TENANT_STREAM":                      "s",
+	"O2_TENANT_EMF":                         "true",
+	"O2_TENANT_EMF_NAMESPACE":               "n",
+	"O2_TENANT_EMF_METRIC":                  "x",
+	"O2_TENANT_EMF_DIMENSION":               "d",
 }
 
 // TestEveryVariableIsRead proves that Variables() and Load cover every
@@ -332,8 +338,8 @@ func TestEveryVariableIsRead(t *testing.T) {
 	}
 
 	got, _, err := load(allSet)
-	if err != nil {
-		t.Fatalf("Load(allSet) error: %v", err)
+	if p := problems(err); len(p) != 1 || !strings.Contains(p[0], "give exactly one source of the credential") {
+		t.Fatalf("Load(allSet) problems %q, want only the one about the three credential sources", p)
 	}
 	gv, dv := reflect.ValueOf(got), reflect.ValueOf(config.Default())
 	for i := range fields {
@@ -346,11 +352,18 @@ func TestEveryVariableIsRead(t *testing.T) {
 	// maximum also lowers the default that depends on it.
 	for _, v := range vars {
 		t.Run(v.Name, func(t *testing.T) {
-			c, _, err := load(withRequired(map[string]string{v.Name: allSet[v.Name]}))
+			env := withRequired(map[string]string{v.Name: allSet[v.Name]})
+			base := loadedDefault()
+			if v.Name == "O2_AUTHORIZATION_HEADER_SECRET_ARN" || v.Name == "O2_AUTHORIZATION_HEADER_SSM_PARAMETER" {
+				// Another source of the credential, instead of the plain one.
+				delete(env, "O2_AUTHORIZATION_HEADER")
+				base.Authorization = ""
+			}
+			c, _, err := load(env)
 			if err != nil {
 				t.Fatalf("Load error: %v", err)
 			}
-			cv, lv := reflect.ValueOf(c), reflect.ValueOf(loadedDefault())
+			cv, lv := reflect.ValueOf(c), reflect.ValueOf(base)
 			var changed []string
 			for i := range fields {
 				if !reflect.DeepEqual(cv.Field(i).Interface(), lv.Field(i).Interface()) {
@@ -841,6 +854,9 @@ func TestRedacted(t *testing.T) {
 		"O2_ORGANIZATION_ID=acme",
 		"O2_STREAM=default",
 		"O2_AUTHORIZATION_HEADER=Basic <redacted>",
+		"O2_AUTHORIZATION_HEADER_SECRET_ARN=",
+		"O2_AUTHORIZATION_HEADER_SECRET_KEY=authorization",
+		"O2_AUTHORIZATION_HEADER_SSM_PARAMETER=",
 		"O2_BATCH_SIZE=1000",
 		"O2_MAX_BATCH_BYTES=1048576",
 		"O2_MAX_RECORD_BYTES=262144",

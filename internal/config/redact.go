@@ -68,7 +68,7 @@ func knownScheme(scheme string) string {
 // checkAuth validates the authorization value without ever quoting it.
 func checkAuth(v string) error {
 	if v == "" {
-		return errors.New(envAuthorization + " is required and " + authFormat)
+		return errors.New(envAuthorization + " is required (or the secret holding it: " + envSecretARN + " or " + envSSMParameter + "), and " + authFormat)
 	}
 	// A line break would let the value inject headers into every request.
 	if strings.ContainsAny(v, "\r\n") {
@@ -190,6 +190,9 @@ func (c Config) warnings() []string {
 		w = append(w, envEndpoint+" should be the server's base URL: the extension itself appends /api/{org}/{stream}/_json")
 	}
 	w = append(w, authWarnings(c.Authorization)...)
+	if c.AuthSecretKey != defaultSecretKey && c.AuthSecretARN == "" {
+		w = append(w, envSecretKey+" is set but "+envSecretARN+" is not: it is ignored")
+	}
 	w = append(w, streamWarning(envStream, c.Stream)...)
 	w = append(w, streamWarning(envTenantStream, c.TenantStream)...)
 	if c.MaxBufferBytes < c.MaxBatchBytes {

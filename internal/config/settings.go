@@ -18,6 +18,9 @@ const (
 	envEndpoint          = "O2_ENDPOINT"
 	envStream            = "O2_STREAM"
 	envAuthorization     = "O2_AUTHORIZATION_HEADER"
+	envSecretARN         = "O2_AUTHORIZATION_HEADER_SECRET_ARN"
+	envSecretKey         = "O2_AUTHORIZATION_HEADER_SECRET_KEY"
+	envSSMParameter      = "O2_AUTHORIZATION_HEADER_SSM_PARAMETER"
 	envMaxBatchBytes     = "O2_MAX_BATCH_BYTES"
 	envMaxRecordBytes    = "O2_MAX_RECORD_BYTES"
 	envMaxBufferSize     = "O2_MAX_BUFFER_SIZE_MB"
@@ -96,13 +99,36 @@ var settings = []setting{
 		func(c *Config) *string { return &c.Stream }),
 	{
 		name:  envAuthorization,
-		desc:  "required, secret: the Authorization header sent as is, e.g. 'Basic <base64 of email:password or ingestion token>'",
+		desc:  "secret: the Authorization header sent as is, e.g. 'Basic <base64 of email:password or ingestion token>'. For local runs; on Lambda prefer " + envSecretARN + " or " + envSSMParameter + " (exactly one of the three is required)",
 		fatal: true,
 		// Only trimmed here: the value is a secret, so all judging (and its
 		// messages, which must not echo it) happens in checkAuth.
 		parse: func(c *Config, v string) error { c.Authorization = v; return nil },
-		check: func(c Config) error { return checkAuth(c.Authorization) },
-		show:  func(c Config) string { return redactAuth(c.Authorization) },
+		check: func(c Config) error {
+			if c.Authorization == "" && (c.AuthSecretARN != "" || c.AuthSSMParameter != "") {
+				return nil // fetched at run time and judged then
+			}
+			return checkAuth(c.Authorization)
+		},
+		show: func(c Config) string { return redactAuth(c.Authorization) },
+	},
+	{
+		name:  envSecretARN,
+		desc:  "ARN of a Secrets Manager secret holding the Authorization value, either as the whole string or as a JSON object (see " + envSecretKey + "); fetched at start, and again after a 401. The function's role needs secretsmanager:GetSecretValue on it (and kms:Decrypt for a customer managed key)",
+		parse: func(c *Config, v string) error { c.AuthSecretARN = v; return nil },
+		check: func(c Config) error { return checkSecretARN(c.AuthSecretARN) },
+		fatal: true,
+		show:  func(c Config) string { return c.AuthSecretARN },
+	},
+	nonEmptyString(envSecretKey, "the key holding the Authorization value when the secret of "+envSecretARN+" is a JSON object",
+		func(c *Config) *string { return &c.AuthSecretKey }),
+	{
+		name:  envSSMParameter,
+		desc:  "name or ARN of an SSM parameter (a SecureString, read with decryption) holding the Authorization value. The function's role needs ssm:GetParameter on it and kms:Decrypt on its key",
+		parse: func(c *Config, v string) error { c.AuthSSMParameter = v; return nil },
+		check: func(c Config) error { return checkSSMParameter(c.AuthSSMParameter) },
+		fatal: true,
+		show:  func(c Config) string { return c.AuthSSMParameter },
 	},
 	intSetting("O2_BATCH_SIZE", "most records in one request", "", func(c *Config) *int { return &c.BatchSize }, 1, 10000),
 	intSetting(envMaxBatchBytes, "most uncompressed bytes in one request body", "bytes",

@@ -54,7 +54,8 @@ type subscriber struct {
 	paused      bool // the environment is frozen: take no new batch
 	flush       bool // ship whatever is queued at once (shutdown)
 	closed      bool
-	inflight    bool
+	inflight    bool // a batch is taken and not finished (posting or between retries)
+	posting     bool // a POST of it is on the wire
 	dropRecords int
 	dropBytes   int
 	dropReason  string
@@ -131,11 +132,13 @@ func (s *subscriber) close() {
 	}
 }
 
-// waitIdle waits until no POST is in flight (or the subscriber is closed).
+// waitIdle waits until no POST is on the wire (or the subscriber is
+// closed). A batch between retries does not count: its retry waits for the
+// thaw, so waiting for it to finish would deadlock a freeze.
 func (s *subscriber) waitIdle(ctx context.Context) error {
 	for {
 		s.mu.Lock()
-		if !s.inflight || s.closed {
+		if !s.posting || s.closed {
 			s.mu.Unlock()
 			return nil
 		}
@@ -305,13 +308,16 @@ func (s *subscriber) sleep(ctx context.Context, d time.Duration) bool {
 func (s *subscriber) post(ctx context.Context, body []byte) error {
 	s.mu.Lock()
 	s.attempts++
+	s.posting = true
 	s.mu.Unlock()
 	err := s.doPost(ctx, body)
+	s.mu.Lock()
 	if err != nil {
-		s.mu.Lock()
 		s.failures++
-		s.mu.Unlock()
 	}
+	s.posting = false
+	s.broadcastLocked()
+	s.mu.Unlock()
 	return err
 }
 

@@ -55,6 +55,9 @@ type Options struct {
 	Routes map[string]string
 	// HealthURL is {endpoint}/healthz.
 	HealthURL string
+	// OrgCheckURL is {endpoint}/api/{org}/_license, the health check's
+	// read-only probe of the credentials and the organization.
+	OrgCheckURL string
 	// MetricsURL and TracesURL are {endpoint}/api/{org}/v1/metrics and
 	// /v1/traces, where events of MetricsEventType and TracesEventType go
 	// (see otlp.go); empty drops such events.
@@ -146,7 +149,9 @@ type Client struct {
 	// secrets are the strings redacted from server-supplied text and logs
 	// (besides the current credential).
 	secrets []string
-	stats   stats
+	// lastAuth is the last value the Credential gave, redacted too.
+	lastAuth atomic.Pointer[string]
+	stats    stats
 }
 
 // NewClient returns a Client for o.
@@ -213,18 +218,38 @@ func secretForms(a string) []string {
 // redact removes the Authorization value from s.
 func (c *Client) redact(s string) string {
 	secrets := c.secrets
-	if _, static := c.cred.(staticCredential); !static {
-		// Whatever the source holds now; it never waits once it has one.
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		if v, err := c.cred.Authorization(ctx); err == nil {
-			secrets = secretForms(v)
-		}
+	if v := c.lastAuth.Load(); v != nil {
+		secrets = append(secretForms(*v), secrets...)
 	}
 	for _, sec := range secrets {
 		s = strings.ReplaceAll(s, sec, "[redacted]")
 	}
 	return s
+}
+
+// permanentError is an error that can say it will not go away by itself.
+type permanentError interface {
+	error
+	Permanent() bool
+}
+
+// authorization asks the Credential for the Authorization value, and keeps
+// it to redact. An error wraps ErrNoCredential when no value can be had at
+// all (the source says so with a Permanent method).
+func (c *Client) authorization(ctx context.Context) (string, error) {
+	v, err := c.cred.Authorization(ctx)
+	if err != nil {
+		if p, ok := errors.AsType[permanentError](err); ok && p.Permanent() {
+			return "", fmt.Errorf("%w: %w", ErrNoCredential, err)
+		}
+		return "", fmt.Errorf("credential: %w", err)
+	}
+	if _, static := c.cred.(staticCredential); !static {
+		if old := c.lastAuth.Load(); old == nil || *old != v {
+			c.lastAuth.Store(&v)
+		}
+	}
+	return v, nil
 }
 
 // Result describes one Send.
@@ -664,9 +689,9 @@ func (c *Client) do(ctx context.Context, url string, body []byte, gzipped bool, 
 
 // doAs is do with a Content-Type of the caller's.
 func (c *Client) doAs(ctx context.Context, url, contentType string, body []byte, gzipped bool, res *Result, waiting func()) ([]byte, error) {
-	auth, err := c.cred.Authorization(ctx)
+	auth, err := c.authorization(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("credential: %w", err)
+		return nil, err
 	}
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, url, body)
 	if err != nil {

@@ -378,7 +378,7 @@ func TestNoRetryOnClientErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := o2test.Run(t, o2test.Options{Orgs: []string{"default"}})
+			s := o2test.Run(t, o2test.Options{Orgs: []string{"default"}, NoAutoCreateOrg: true})
 			o := options(s.URL())
 			tt.setup(s, &o)
 			c := openobserve.NewClient(o)
@@ -740,7 +740,7 @@ func closedPort(t *testing.T) string {
 }
 
 func TestHealthChecks(t *testing.T) {
-	s := o2test.Run(t, o2test.Options{Orgs: []string{"default"}})
+	s := o2test.Run(t, o2test.Options{Orgs: []string{"default"}, NoAutoCreateOrg: true})
 	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	t.Cleanup(tlsSrv.Close)
 
@@ -1052,5 +1052,60 @@ func TestTypeConflictsAreCounted(t *testing.T) {
 	}
 	if !strings.Contains(res.Error, "Failed to cast record_orderid to type Int64") {
 		t.Errorf("Error = %q, want the field and the type named", res.Error)
+	}
+}
+
+// The health check's read-only probe of the organization: it tells a
+// missing organization from wrong credentials where OpenObserve does, and
+// never creates one, where any ingestion write by the root user would.
+func TestCheckOrganization(t *testing.T) {
+	s := o2test.Run(t, o2test.Options{
+		Orgs:            []string{"default"},
+		Credentials:     map[string]string{o2test.DefaultEmail: o2test.DefaultSecret, "dev@example.com": "devpass"},
+		IngestionTokens: map[string]string{o2test.DefaultEmail: "ingest-token"},
+		OrgTokens:       map[string]string{"o2oi_0123456789": "default"},
+	})
+	withOrg := func(org, auth string) openobserve.Options {
+		o := options(s.URL())
+		o.OrgCheckURL = s.URL() + "/api/" + org + "/_license"
+		o.IngestURL = s.URL() + "/api/" + org + "/lambda/_json"
+		o.Authorization = auth
+		return o
+	}
+	tests := []struct {
+		name, org, auth string
+		want            error
+		explain         string
+	}{
+		{"root, known org", "default", goodAuth, nil, ""},
+		{"root's ingestion token", "default", o2test.BasicAuth(o2test.DefaultEmail, "ingest-token"), nil, ""},
+		{"an org token", "default", o2test.BasicAuth("anyone", "o2oi_0123456789"), nil, ""},
+		{"root, typo org: 404, nothing created", "defualt", goodAuth, openobserve.ErrOrgUnknown, "unknown organization: check O2_ORGANIZATION_ID"},
+		{"another user, typo org: 401 names both", "defualt", o2test.BasicAuth("dev@example.com", "devpass"), nil, "wrong credentials or organization: check O2_AUTHORIZATION_HEADER (Basic base64(email:token)) and O2_ORGANIZATION_ID"},
+		{"wrong password", "default", o2test.BasicAuth(o2test.DefaultEmail, "nope"), nil, "wrong credentials or organization"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := openobserve.NewClient(withOrg(tt.org, tt.auth))
+			_, err := c.CheckOrganization(t.Context())
+			switch {
+			case tt.explain == "" && err != nil:
+				t.Fatalf("CheckOrganization: %v", err)
+			case tt.explain != "" && !strings.HasPrefix(openobserve.Explain(err), tt.explain):
+				t.Fatalf("Explain = %q, want prefix %q", openobserve.Explain(err), tt.explain)
+			case tt.want != nil && !errors.Is(err, tt.want):
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	if got := s.CreatedOrgs(); len(got) != 0 {
+		t.Fatalf("the checks created organizations %v", got)
+	}
+	// What the probe avoids: an ingestion write by root creates the typo.
+	if _, err := openobserve.NewClient(withOrg("defualt", goodAuth)).CheckIngest(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CreatedOrgs(); !slices.Equal(got, []string{"defualt"}) {
+		t.Errorf("CreatedOrgs = %v after root's POST [], want [defualt]: the stand-in no longer models auto-create", got)
 	}
 }

@@ -1,6 +1,9 @@
 package openobserve
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // Credential supplies the Authorization header value when it does not come
 // from the configuration in plain text (a Secrets Manager secret, an SSM
@@ -19,6 +22,11 @@ type Credential interface {
 	// block.
 	Refused(value string)
 }
+
+// ErrNoCredential reports that the Credential can give no value at all
+// (its error has a Permanent method that says so: access denied, no such
+// secret): nothing can be sent, so the data is not kept for it.
+var ErrNoCredential = errors.New("openobserve: no credential can be had")
 
 // staticCredential is Options.Authorization as a Credential.
 type staticCredential string

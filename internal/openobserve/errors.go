@@ -142,6 +142,12 @@ func Explain(err error) string {
 	if errors.Is(err, ErrRejected) {
 		return "record not stored: " + err.Error() + ": check the function's clock (records older than 5 h are refused) and the stream's schema"
 	}
+	if errors.Is(err, ErrOrgUnknown) {
+		return "unknown organization: check O2_ORGANIZATION_ID (OpenObserve has no such organization; nothing was created)"
+	}
+	if errors.Is(err, ErrOrgCheckUnavailable) {
+		return "could not tell whether the organization exists without writing (this server has no GET /api/{org}/_license)"
+	}
 	if errors.Is(err, ErrUnexpectedReply) {
 		return "not OpenObserve: the endpoint answered, but not as OpenObserve does: check O2_ENDPOINT (" + err.Error() + ")"
 	}

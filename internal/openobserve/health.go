@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/o2-extension/o2-extension/internal/telemetry"
@@ -35,9 +36,52 @@ func (c *Client) CheckHealthz(ctx context.Context) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
+// ErrOrgUnknown reports that OpenObserve does not know the organization
+// (404 "Organization not found" to the read-only check).
+var ErrOrgUnknown = errors.New("openobserve: organization not found")
+
+// ErrOrgCheckUnavailable reports that the server has no read-only route to
+// check the organization with (an older OpenObserve, or not OpenObserve):
+// whether the organization exists could not be told without a write.
+var ErrOrgCheckUnavailable = errors.New("openobserve: no read-only check of the organization at this server")
+
+// CheckOrganization asks OrgCheckURL (GET /api/{org}/_license, one of
+// OpenObserve's Elasticsearch handshake routes): it writes nothing, takes
+// the same credentials as ingestion (ingestion tokens included), and is
+// not an ingestion write, so a missing organization is reported, 404
+// "Organization not found", instead of being created for the root user as
+// a POST would (src/api/common/src/auth/validator.rs lines 795-811 and
+// src/common/src/meta/ingestion_routes.rs at fbab9b80). For a user other
+// than root an unknown organization is 401, as for wrong credentials: the
+// user is looked up in it.
+func (c *Client) CheckOrganization(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	reply, err := c.doOnce(ctx, http.MethodGet, c.o.OrgCheckURL, nil)
+	d := time.Since(start)
+	if se, ok := errors.AsType[*StatusError](err); ok {
+		switch {
+		case se.Code == http.StatusNotFound && strings.Contains(se.Message, "Organization not found"):
+			return d, fmt.Errorf("%w: %w", ErrOrgUnknown, se)
+		case se.Code == http.StatusNotFound, se.Code == http.StatusMethodNotAllowed:
+			return d, fmt.Errorf("%w: %w", ErrOrgCheckUnavailable, se)
+		}
+	}
+	if err != nil {
+		return d, fmt.Errorf("openobserve: GET /api/{org}/_license: %w", err)
+	}
+	var r struct {
+		Status string `json:"status"`
+	}
+	if json.Unmarshal(reply, &r) != nil || r.Status == "" {
+		return d, fmt.Errorf("%w to GET /api/{org}/_license: %s", ErrUnexpectedReply, c.redact(snippet(reply)))
+	}
+	return d, nil
+}
+
 // CheckIngest posts an empty array to IngestURL. That needs valid
-// credentials and an existing organization but writes nothing; OpenObserve
-// answers 200 {"code":200,...}. It returns how long the call took.
+// credentials and writes no record; OpenObserve answers 200
+// {"code":200,...}. For the root user it creates a missing organization:
+// call it only once CheckOrganization found the organization. It returns how long the call took.
 func (c *Client) CheckIngest(ctx context.Context) (time.Duration, error) {
 	start := time.Now()
 	reply, err := c.doOnce(ctx, http.MethodPost, c.o.IngestURL, []byte("[]"))
@@ -107,9 +151,9 @@ func (c *Client) doOnce(ctx context.Context, method, url string, body []byte) ([
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
-	auth, err := c.cred.Authorization(ctx)
+	auth, err := c.authorization(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("credential: %w", err)
+		return nil, err
 	}
 	c.setHeaders(req.Header, auth, body != nil, false)
 	resp, err := c.hc.Do(req)

@@ -376,6 +376,11 @@ func (s *Shipper) report(ctx context.Context, res Result, err error, rest []tele
 	}
 	switch {
 	case err == nil:
+	case errors.Is(err, ErrNoCredential):
+		// No credential can be had (the source logged why, once): fail
+		// open, forwarding nothing, rather than hold data that can never
+		// be sent. Counted.
+		s.c.stats.noCredential(len(rest))
 	case IsPermanent(err):
 		// Sending the refused records again cannot succeed: drop and count.
 		s.c.stats.reject(len(rest))
@@ -602,6 +607,9 @@ type Stats struct {
 	// SHUTDOWN deadline cut it: OpenObserve may or may not have stored
 	// them. They are among BufferedRecords (not sent again).
 	CutAtShutdown uint64 `json:"cutAtShutdown"`
+	// NoCredential counts records dropped because no credential could be
+	// had (a denied or missing secret): the extension then fails open.
+	NoCredential uint64 `json:"droppedNoCredential"`
 	// OTLP bodies (metrics, traces): delivered, refused for good, and the
 	// data points and spans OpenObserve rejected.
 	Signals         uint64 `json:"otlpBodies"`
@@ -637,6 +645,12 @@ func (st *stats) add(r Result, err error) {
 	if err != nil {
 		st.s.SendErrors++
 	}
+}
+
+func (st *stats) noCredential(n int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.s.NoCredential += uint64(n)
 }
 
 func (st *stats) cut(n int) {

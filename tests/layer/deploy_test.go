@@ -6,17 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/o2-extension/o2-extension/internal/mototest"
 )
 
 const region = "us-east-1"
@@ -60,7 +58,8 @@ func TestDeployFailsEarly(t *testing.T) {
 		wantErr  []string
 		dontWant []string // in stderr
 	}{
-		{name: "help", args: []string{"help"}, wantOut: []string{"Usage: ./deploy.sh", "list", "delete", "--yes", "AWS_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL", "DEPLOY_ARCH", "LAYER_NAME"}},
+		{name: "help", args: []string{"help"}, wantOut: []string{"Usage: ./deploy.sh", "list", "delete", "--yes", "AWS_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL", "DEPLOY_ARCH", "LAYER_NAME",
+			"O2_AUTHORIZATION_HEADER_SECRET_ARN", "secretsmanager:GetSecretValue", "O2_AUTHORIZATION_HEADER_SSM_PARAMETER", "kms:Decrypt"}},
 		{name: "unknown subcommand", args: []string{"publish-all"}, wantCode: 2, wantErr: []string{`unknown subcommand "publish-all"`, "Usage: ./deploy.sh"}},
 		{name: "unknown option", args: []string{"list", "--force"}, wantCode: 2, wantErr: []string{`unknown option "--force"`, "Usage: ./deploy.sh"}},
 		{name: "no aws CLI", env: []string{"PATH=" + emptyPath}, wantCode: 1, wantErr: []string{"the aws CLI is not installed or not in PATH"}},
@@ -317,76 +316,9 @@ func TestDeployToMoto(t *testing.T) {
 	}
 }
 
-// startMoto starts moto_server on a free loopback port in its own process
-// group, waits until it answers, and returns its URL. Cleanup kills the
-// group (the aws shims exec python, which may fork) and waits for it.
+// startMoto starts moto_server (internal/mototest) with home as its home,
+// and returns its URL.
 func startMoto(t *testing.T, home string) string {
 	t.Helper()
-	path, err := exec.LookPath("moto_server")
-	if err != nil {
-		t.Fatal("moto_server is not in PATH: this test needs it (pip install 'moto[server]'); it is on every machine of ours and in CI")
-	}
-	port := freePort(t)
-	logPath := filepath.Join(home, "moto.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(path, "-H", "127.0.0.1", "-p", port)
-	cmd.Dir = home
-	cmd.Env = awsEnv(home)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("start moto_server: %v", err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // ESRCH if gone already
-		<-exited
-		logf.Close()
-	})
-	motoLog := func() string {
-		b, _ := os.ReadFile(logPath)
-		return string(b)
-	}
-
-	// Readiness probe: any HTTP answer means moto is serving. The deadline
-	// bounds a broken install; a healthy one answers in about a second.
-	url := "http://127.0.0.1:" + port + "/moto-api/"
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.NewTimer(60 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if resp, err := client.Get(url); err == nil {
-			resp.Body.Close()
-			return "http://127.0.0.1:" + port
-		}
-		select {
-		case <-exited:
-			t.Fatalf("moto_server exited before answering (%v):\n%s", waitErr, motoLog())
-		case <-deadline.C:
-			t.Fatalf("moto_server did not answer on %s within 60s:\n%s", url, motoLog())
-		case <-tick.C:
-		}
-	}
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	return mototest.Start(t, home, mototest.Options{}).URL
 }

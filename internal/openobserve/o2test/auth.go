@@ -36,7 +36,7 @@ func (s *Server) authenticate(h http.Header) (reply, bool) {
 	if !ok || secret == "" {
 		return deny(unauthorized), false
 	}
-	if want, known := s.creds[user]; !known || want != secret {
+	if want, known := s.credentials()[user]; !known || want != secret {
 		return deny(unauthorized), false
 	}
 	return reply{}, true

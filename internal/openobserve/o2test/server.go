@@ -51,9 +51,20 @@ type Options struct {
 	// Credentials maps an email to its secret (password or ingestion token);
 	// empty means {DefaultEmail: DefaultSecret}.
 	Credentials map[string]string
-	// Orgs lists the known orgs; empty accepts every org. A request for an
-	// unknown org gets 404 plain text "Organization not found".
+	// Orgs lists the known orgs; empty accepts every org. For an unknown
+	// org, OpenObserve's rules apply (orgs.go): a user other than root gets
+	// 401; root creates it on an ingestion write, and gets 404 plain text
+	// "Organization not found" elsewhere.
 	Orgs []string
+	// RootEmail is the root user's email; empty means DefaultEmail.
+	RootEmail string
+	// NoAutoCreateOrg is ZO_CREATE_ORG_THROUGH_INGESTION=false: an unknown
+	// org is 404 for root on ingestion writes too.
+	NoAutoCreateOrg bool
+	// IngestionTokens maps an email to its ingestion token, accepted on
+	// ingestion routes only; OrgTokens maps an org-level "o2oi_" token to
+	// its org.
+	IngestionTokens, OrgTokens map[string]string
 	// MaxBodyBytes limits the body after decompression; 0 means 200 MiB.
 	// A bigger body gets 413 plain text.
 	MaxBodyBytes int64
@@ -144,14 +155,19 @@ type Record struct {
 // Server is the stand-in. Create it with New or Run; all methods are safe for
 // concurrent use.
 type Server struct {
-	creds     map[string]string
-	orgs      map[string]bool
-	maxBody   int64
-	upto      time.Duration
-	future    time.Duration
-	colLimit  int
-	flatLevel int
-	now       func() time.Time
+	creds map[string]string
+	// The organization rules (orgs.go).
+	rootEmail         string
+	noAutoCreate      bool
+	tokens, orgTokens map[string]string
+	createdOrgs       []string
+	orgs              map[string]bool
+	maxBody           int64
+	upto              time.Duration
+	future            time.Duration
+	colLimit          int
+	flatLevel         int
+	now               func() time.Time
 
 	handler http.Handler
 	// done is closed by Close; it releases hung and delayed handlers.
@@ -201,6 +217,9 @@ func New(o Options) *Server {
 	if len(s.creds) == 0 {
 		s.creds = map[string]string{DefaultEmail: DefaultSecret}
 	}
+	s.rootEmail = cmp.Or(o.RootEmail, DefaultEmail)
+	s.noAutoCreate = o.NoAutoCreateOrg
+	s.tokens, s.orgTokens = maps.Clone(o.IngestionTokens), maps.Clone(o.OrgTokens)
 	for _, org := range o.Orgs {
 		s.orgs[org] = true
 	}
@@ -485,11 +504,31 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveOTLP(w, r, org, signal) // otlp.go
 		return
 	}
+	if org, ok := matchHandshakeRoute(path); ok && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		s.logRequest(e)
+		rep, ok := s.authorize(r.Header, org, handshakeRead)
+		if ok {
+			rep = reply{status: http.StatusOK, header: http.Header{"Content-Type": {"application/json"}}, body: []byte(`{"status":"active"}`)}
+		}
+		s.finish(e, rep.status, 0, 0)
+		writeReply(w, rep)
+		return
+	}
 	org, stream, ok := matchJSONRoute(path)
 	if !ok {
 		s.logRequest(e)
-		w.WriteHeader(http.StatusNotFound)
-		s.finish(e, http.StatusNotFound, 0, 0)
+		status := http.StatusNotFound
+		if strings.HasPrefix(path, "/api/") {
+			// Authentication wraps every service route, so a bad password
+			// on a wrong path is 401 before it is 404 (openobserve-api.md §2).
+			if rep, ok := s.authenticate(r.Header); !ok {
+				s.finish(e, rep.status, 0, 0)
+				writeReply(w, rep)
+				return
+			}
+		}
+		w.WriteHeader(status)
+		s.finish(e, status, 0, 0)
 		return
 	}
 	if r.Method != http.MethodPost {
@@ -720,23 +759,22 @@ func (s *Server) process(r *http.Request, rawOrg, rawStream string, b bodyResult
 		// tower-http lists the encodings it accepts.
 		return reply{status: b.status, header: http.Header{"Accept-Encoding": {"gzip,deflate"}}}
 	}
-	if rep, ok := s.authenticate(r.Header); !ok {
-		return rep
-	}
 	org, err1 := unescapeSegment(rawOrg)
 	stream, err2 := unescapeSegment(rawStream)
+	if rep, ok := s.authorize(r.Header, org, ingestionWrite); !ok {
+		return rep
+	}
 	if err := errors.Join(err1, err2); err != nil {
 		return textReply(http.StatusBadRequest, "Invalid URL: "+err.Error())
-	}
-	if len(s.orgs) > 0 && !s.orgs[org] {
-		return textReply(http.StatusNotFound, "Organization not found")
 	}
 	if b.status != 0 {
 		return textReply(b.status, b.msg)
 	}
 	name := NormalizeStream(stream)
 	if name == "" {
-		return jsonReply(http.StatusBadRequest, errorBody{Code: 400, Message: "Stream name is empty"})
+		// src/core/src/logs/ingest.rs: the "Error# " prefix of every
+		// ingest error (openobserve-api.md §5.1).
+		return jsonReply(http.StatusBadRequest, errorBody{Code: 400, Message: "Error# Stream name is empty"})
 	}
 	v, err := parseJSON(b.data)
 	if err != nil {

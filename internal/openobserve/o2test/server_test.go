@@ -135,9 +135,11 @@ func TestRoutes(t *testing.T) {
 		{"ingest", "POST", "/api/default/app/_json", authHeader(), 200, `{"code":200,"status":[{"name":"app","successful":0,"failed":0}]}`},
 		{"query string ignored", "POST", "/api/default/app/_json?x=1", authHeader(), 200, ""},
 		{"escaped org", "POST", "/api/my%2Forg/app/_json", authHeader(), 200, ""},
-		{"unknown org", "POST", "/api/other/app/_json", authHeader(), 404, "Organization not found"},
+		{"unknown org: root's ingestion write creates it", "POST", "/api/other/app/_json", authHeader(), 200, ""},
+		{"unknown org: root's read is 404", "GET", "/api/another/_license", authHeader(), 404, "Organization not found"},
+		{"known org: the handshake read", "GET", "/api/default/_license", authHeader(), 200, `{"status":"active"}`},
 		{"auth before org", "POST", "/api/other/app/_json", nil, 401, `{"code":401,"message":"Unauthorized Access"}`},
-		{"empty stream", "POST", "/api/default//_json", authHeader(), 400, `{"code":400,"message":"Stream name is empty"}`},
+		{"empty stream", "POST", "/api/default//_json", authHeader(), 400, `{"code":400,"message":"Error# Stream name is empty"}`},
 		{"GET _json", "GET", "/api/default/app/_json", authHeader(), 405, ""},
 		{"PUT _json", "PUT", "/api/default/app/_json", authHeader(), 405, ""},
 		{"healthz GET without auth", "GET", "/healthz", nil, 200, `{"status":"ok"}`},
@@ -147,7 +149,9 @@ func TestRoutes(t *testing.T) {
 		{"multi not modelled", "POST", "/api/default/app/_multi", authHeader(), 404, ""},
 		{"trailing slash", "POST", "/api/default/app/_json/", authHeader(), 404, ""},
 		{"missing stream segment", "POST", "/api/default/_json", authHeader(), 404, ""},
-		{"api healthz", "GET", "/api/healthz", nil, 404, ""},
+		{"api healthz: authentication before routing", "GET", "/api/healthz", nil, 401, `{"code":401,"message":"Unauthorized Access"}`},
+		{"wrong path, wrong password: 401", "POST", "/api/default/app/_jsonx", http.Header{"Authorization": {BasicAuth(DefaultEmail, "nope")}}, 401, "Unauthorized Access"},
+		{"wrong path, right password: 404", "POST", "/api/default/app/_jsonx", authHeader(), 404, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
