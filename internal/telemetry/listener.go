@@ -281,7 +281,8 @@ func DecodeBatch(body []byte, now func() time.Time, current *string, malformed f
 
 // decodeStream is DecodeBatch's general path, for bodies that are not
 // valid JSON: element by element, so that a truncated array keeps what came
-// before the cut.
+// before the cut. What follows the array's closing bracket (other than
+// white space) counts as one malformed value.
 func decodeStream(body []byte, now func() time.Time, current *string, malformed func()) []Event {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	tok, err := dec.Token()
@@ -315,6 +316,17 @@ func decodeStream(body []byte, now func() time.Time, current *string, malformed 
 			continue
 		}
 		out = append(out, e)
+	}
+	// The array is complete unless the body ends inside it (cut between two
+	// elements: nothing decodable was lost, so nothing is counted here).
+	if _, err := dec.Token(); err != nil {
+		return out
+	}
+	// Anything after the array, such as a second array ("[…][…]"), is not
+	// part of the batch: it is skipped, but counted as one malformed value
+	// so that it does not vanish without a trace.
+	if len(bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n")) > 0 {
+		malformed()
 	}
 	return out
 }

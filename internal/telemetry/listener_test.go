@@ -290,18 +290,21 @@ func TestListenerMalformedCounted(t *testing.T) {
 		"not json",
 		`[1,` + ok1 + `,"x"]`,
 		`[{"time":"soon","type":"function","record":"late"}]`,
+		// A second array: its events are not taken, and it is counted.
+		"[" + ok3 + "][" + ok2 + "]",
 	}
 	for _, p := range posts {
 		if code := h.post(t, []byte(p)); code != http.StatusOK {
 			t.Fatalf("POST %q answered %d, want 200", p, code)
 		}
 	}
-	evs := h.next(2)
-	if string(evs[0].Record) != `"one"` || string(evs[1].Record) != `"late"` || !evs[1].Time.Equal(fixedNow) {
-		t.Errorf("events = %+v, want \"one\" then \"late\" at the listener's Now", evs)
+	evs := h.next(3)
+	if string(evs[0].Record) != `"one"` || string(evs[1].Record) != `"late"` || !evs[1].Time.Equal(fixedNow) || string(evs[2].Record) != `"three"` {
+		t.Errorf("events = %+v, want \"one\", \"late\" at the listener's Now, then \"three\"", evs)
 	}
 	h.close(t)
-	if got, want := h.l.Stats(), (ListenerStats{Requests: 4, Events: 2, Malformed: 4}); got != want {
+	h.noMoreEvents(t)
+	if got, want := h.l.Stats(), (ListenerStats{Requests: 5, Events: 3, Malformed: 5}); got != want {
 		t.Errorf("Stats = %+v, want %+v", got, want)
 	}
 }
