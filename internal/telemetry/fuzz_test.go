@@ -19,14 +19,11 @@ import (
 //   - the handler answers a POST with 200.
 //
 // And when the body is a well-formed JSON array:
-//
 //   - every element is either an event or counted as malformed, and the
 //     events are exactly the elements that decode on their own, in order
 //     (one bad element does not cost its neighbours);
-//
 //   - a prefix of the body yields a prefix of its events (a truncated batch
-//     keeps what came before the cut).
-//
+//     keeps what came before the cut);
 //   - the same array followed by a second value ("[…][…]") gives the same
 //     events and counts exactly one more malformed value.
 //
