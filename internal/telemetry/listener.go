@@ -15,8 +15,9 @@ import (
 )
 
 // DefaultMaxBody caps one Telemetry API request body. Lambda sends at most
-// about 2*maxBytes (2 MiB) per POST; anything past the cap is cut, what was
-// decoded before the cut is kept, and the cut is counted.
+// about 2*maxBytes (2 MiB) per POST; anything past the cap is read but
+// discarded, what was decoded before the cut is kept, and the cut is
+// counted.
 const DefaultMaxBody = 8 << 20
 
 // ListenerOptions configure a Listener.
@@ -42,8 +43,13 @@ type ListenerStats struct {
 	Requests  uint64 // POSTs received
 	Events    uint64 // events decoded (and buffered, unless Filtered)
 	Malformed uint64 // events (or bodies) skipped because they could not be decoded
-	Truncated uint64 // bodies cut at the size cap
-	Filtered  uint64 // events decoded but left out by the Filter
+	Truncated uint64 // bodies cut at the size cap (the part before the cut kept)
+	// Incomplete counts bodies whose reading failed before their end (the
+	// connection broke, the body was shorter than declared): nothing of
+	// them is kept, and they are answered 503 so that Lambda sends them
+	// again.
+	Incomplete uint64
+	Filtered   uint64 // events decoded but left out by the Filter
 	// LambdaDroppedRecords and LambdaDroppedBytes add up the
 	// platform.logsDropped events: records Lambda itself dropped before
 	// delivering them to us.
@@ -52,8 +58,9 @@ type ListenerStats struct {
 }
 
 // Listener is the HTTP endpoint the Telemetry API posts event batches to.
-// It answers every POST with 200 as soon as the body is read and decodes on
-// its own goroutine, so Lambda never waits on the extension. It never logs
+// It answers a POST with 200 as soon as its whole body is read and decodes
+// on its own goroutine, so Lambda never waits on the extension; a body that
+// could not be read to its end is answered 503 and keeps nothing. It never logs
 // per request or per event: its own output would come back to it as
 // "extension" events and feed itself forever.
 type Listener struct {
@@ -72,6 +79,7 @@ type Listener struct {
 	kept           []Event // decoding goroutine only: the events a Filter keeps
 
 	requests, events, malformed, truncated, filtered atomic.Uint64
+	incomplete                                       atomic.Uint64
 	lastActivity                                     atomic.Int64 // unix ns of the last POST
 	lambdaDropRecords, lambdaDropBytes               atomic.Uint64
 }
@@ -123,6 +131,16 @@ func Listen(o ListenerOptions) (*Listener, error) {
 func (l *Listener) Addr() *net.TCPAddr { return l.ln.Addr().(*net.TCPAddr) }
 
 // ServeHTTP reads one batch, queues it for decoding and answers 200.
+//
+// A body is kept only once it has been read to its end. Lambda resends a
+// POST that failed ("a failed request → retry with backoff",
+// lambda-platform.md §2.2), so keeping the events of a body cut off
+// mid-way, by a broken connection or a sender that gave up, would store
+// them twice. Such a body keeps nothing and is answered 503: which statuses
+// Lambda retries is not documented (§2.2, §6 (4)), and a 5xx is the one
+// class every sender treats as "try again" (RIE counts any status >= 400 as
+// a failure, lambdatest any non-2xx). If the connection is gone the status
+// is never seen; the retry comes from the failed request itself.
 func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -131,22 +149,90 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	l.requests.Add(1)
 	l.lastActivity.Store(time.Now().UnixNano())
-	body, err := io.ReadAll(io.LimitReader(r.Body, l.o.MaxBody+1))
-	if int64(len(body)) > l.o.MaxBody {
-		body = body[:l.o.MaxBody]
-		l.truncated.Add(1)
-	} else if err != nil && len(body) == 0 {
-		// The connection broke before anything arrived; Lambda retries.
-		http.Error(w, "read error", http.StatusBadRequest)
+	body, truncated, err := readBody(r.Body, r.ContentLength, l.o.MaxBody)
+	if err != nil {
+		l.incomplete.Add(1)
+		http.Error(w, "telemetry: body not read completely; send it again", http.StatusServiceUnavailable)
 		return
+	}
+	if truncated {
+		l.truncated.Add(1)
 	}
 	select {
 	case l.bodies <- queued{body: body}:
 	case <-l.done:
-	case <-r.Context().Done():
+		http.Error(w, "telemetry: listener closed", http.StatusServiceUnavailable)
 		return
+	case <-r.Context().Done():
+		return // the sender is gone and will try again: nothing is kept
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// readBody reads a whole request body, keeping at most max bytes of it.
+// size is the declared length (-1 if unknown).
+//
+// A body longer than max is read to its end, its first max bytes kept, and
+// reported truncated: the decoder keeps the events before the cut, and the
+// POST is answered 200. Lambda's bodies are at most about 2 MiB
+// (lambda-platform.md §2.2: "bodies can reach 2*maxBytes + metadata",
+// maxBytes <= 1 MiB per §2.1), so an oversize body is not Lambda's; refusing
+// it would have it sent again, identically, until Lambda gives up, and
+// lose all of it. Reading the rest (into nothing) rather than stopping at
+// the cap means the sender sees a clean 200 instead of a reset connection,
+// which it would retry, storing the prefix twice.
+//
+// Any read error, even after the cap, is returned: the caller keeps
+// nothing.
+func readBody(r io.Reader, size, max int64) (body []byte, truncated bool, err error) {
+	if size >= 0 {
+		// The length is known: one allocation of exactly what is kept. (The
+		// server enforces the declared length: a shorter body is an
+		// io.ErrUnexpectedEOF, a longer one is not read.)
+		body = make([]byte, min(size, max))
+		if _, err := io.ReadFull(r, body); err != nil {
+			return nil, false, err
+		}
+		if size <= max {
+			return body, false, nil
+		}
+	} else {
+		body, err = readUpTo(r, max)
+		if err != nil {
+			return nil, false, err
+		}
+		if int64(len(body)) < max {
+			return body, false, nil // ended before the cap
+		}
+	}
+	// At the cap: anything more is discarded, but must arrive.
+	n, err := io.Copy(io.Discard, r)
+	if err != nil {
+		return nil, false, err
+	}
+	return body, n > 0, nil
+}
+
+// readUpTo reads r to its end or to max bytes, whichever comes first,
+// growing its buffer by doubling but never past max.
+func readUpTo(r io.Reader, max int64) ([]byte, error) {
+	buf := make([]byte, 0, min(max, 64<<10))
+	for int64(len(buf)) < max {
+		if len(buf) == cap(buf) {
+			grown := make([]byte, len(buf), min(max, 2*int64(cap(buf))+1))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return buf, nil
 }
 
 // queued is one entry of the decoder's queue.
@@ -434,6 +520,7 @@ func (l *Listener) Stats() ListenerStats {
 		Events:               l.events.Load(),
 		Malformed:            l.malformed.Load(),
 		Truncated:            l.truncated.Load(),
+		Incomplete:           l.incomplete.Load(),
 		Filtered:             l.filtered.Load(),
 		LambdaDroppedRecords: l.lambdaDropRecords.Load(),
 		LambdaDroppedBytes:   l.lambdaDropBytes.Load(),
