@@ -31,8 +31,10 @@ import (
 // event. A body cut between two elements loses nothing decodable and counts
 // nothing.
 func FuzzDecodeBatch(f *testing.F) {
-	// A small cap so that big inputs exercise the handler's truncation too.
-	l, err := Listen(ListenerOptions{Addr: "127.0.0.1:0", MaxBody: 16 << 10, Buffer: NewBuffer(64 << 10), Now: nowFunc})
+	// A small cap so that big inputs exercise the handler's truncation too;
+	// room for the whole queue, so that a decoder slowed by a loaded machine
+	// never makes the handler refuse a body.
+	l, err := Listen(ListenerOptions{Addr: "127.0.0.1:0", MaxBody: 16 << 10, MaxHeld: 64 << 20, Buffer: NewBuffer(64 << 10), Now: nowFunc})
 	if err != nil {
 		f.Fatal(err)
 	}

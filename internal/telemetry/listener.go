@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,12 +21,56 @@ import (
 // counted.
 const DefaultMaxBody = 8 << 20
 
+// DefaultBodyTimeout bounds the reading of one body. Lambda posts from
+// within the sandbox, so even the largest body takes milliseconds; a body
+// still arriving after this long is cut, keeps nothing and is answered 503
+// (Lambda sends it again), instead of holding its bytes with no time limit.
+const DefaultBodyTimeout = 10 * time.Second
+
+// admitWait is how long a POST waits for room under MaxHeld before it is
+// refused. Lambda sends one POST at a time per subscription (lambdatest's
+// subscriber and RIE alike, lambda-platform.md §2.2), so a POST only waits
+// when earlier bodies are still queued for the decoder: a second is time
+// enough for the decoder to catch up by megabytes, and short enough that
+// the platform, told 503, retries soon.
+const admitWait = time.Second
+
 // ListenerOptions configure a Listener.
 type ListenerOptions struct {
 	// Addr is the host:port to bind, e.g. "127.0.0.1:0" for an OS-chosen port.
 	Addr string
 	// MaxBody caps a request body in bytes; 0 means DefaultMaxBody.
 	MaxBody int64
+	// MaxHeld caps the bytes of request bodies the listener holds at once,
+	// across all POSTs: bodies being read, queued for the decoder and being
+	// decoded. Before its body is read, a POST takes its declared length
+	// from this allowance (at most MaxBody; MaxBody itself when the length
+	// is not declared, as with chunked bodies), and the decoder gives it
+	// back once the body's events are buffered. A POST that finds no room
+	// waits for it (first come, first served) up to a second, then is
+	// answered 503 with Retry-After and counted in Refused: Lambda sends it
+	// again, and nothing of it was read.
+	//
+	// 0 means 2*MaxBody: one body of the largest size being decoded while
+	// the next is read, so bodies never wait on each other unless the
+	// decoder falls behind. Lambda's bodies are far smaller (this
+	// extension subscribes with maxBytes 256 KiB, so bodies of about
+	// 512 KiB; at most about 2 MiB, lambda-platform.md §2.1-2.2) and
+	// come one at a time. A
+	// value below MaxBody is raised to MaxBody, so that any body the
+	// listener accepts gets in once nothing else is held.
+	//
+	// The bound: what telemetry holds in memory is at most the Buffer's
+	// bound + MaxHeld + the events of the one body being decoded before
+	// they are buffered (records no larger than that body, so MaxBody,
+	// plus about 100 bytes per event; Lambda puts at most 10,000 events in
+	// a batch). With the defaults and O2_MAX_BUFFER_SIZE_MB=10, that is
+	// 10 + 16 + 8 MiB plus the per-event overhead.
+	MaxHeld int64
+	// BodyTimeout bounds the reading of one body, from the end of its
+	// header; 0 means DefaultBodyTimeout. A body cut by it keeps nothing,
+	// is answered 503 and is counted in TimedOut.
+	BodyTimeout time.Duration
 	// Buffer receives every decoded event.
 	Buffer *Buffer
 	// OnEvent, if set, sees every decoded event (in arrival order, on the
@@ -49,7 +94,14 @@ type ListenerStats struct {
 	// them is kept, and they are answered 503 so that Lambda sends them
 	// again.
 	Incomplete uint64
-	Filtered   uint64 // events decoded but left out by the Filter
+	// TimedOut counts bodies cut at BodyTimeout, still arriving: like
+	// Incomplete, nothing kept, answered 503.
+	TimedOut uint64
+	// Refused counts POSTs answered 503 without reading their body,
+	// because the listener held MaxHeld bytes for longer than a POST waits
+	// (or was closing).
+	Refused  uint64
+	Filtered uint64 // events decoded but left out by the Filter
 	// LambdaDroppedRecords and LambdaDroppedBytes add up the
 	// platform.logsDropped events: records Lambda itself dropped before
 	// delivering them to us.
@@ -66,7 +118,9 @@ type ListenerStats struct {
 type Listener struct {
 	o   ListenerOptions
 	ln  net.Listener
-	srv *http.Server
+	srv *http.Server // nil for a listener made by newListener alone (tests)
+	// held counts the bytes of the bodies held, against MaxHeld.
+	held *gate
 	// bodies queues accepted bodies for the decoder, in order; an entry
 	// with a nil body and an ack is a Sync, answered when reached.
 	bodies  chan queued
@@ -79,7 +133,7 @@ type Listener struct {
 	kept           []Event // decoding goroutine only: the events a Filter keeps
 
 	requests, events, malformed, truncated, filtered atomic.Uint64
-	incomplete                                       atomic.Uint64
+	incomplete, timedOut, refused                    atomic.Uint64
 	lastActivity                                     atomic.Int64 // unix ns of the last POST
 	lambdaDropRecords, lambdaDropBytes               atomic.Uint64
 }
@@ -88,24 +142,12 @@ type Listener struct {
 // once, not lost in a goroutine) and starts serving in the background.
 // Close stops it.
 func Listen(o ListenerOptions) (*Listener, error) {
-	if o.MaxBody <= 0 {
-		o.MaxBody = DefaultMaxBody
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
 	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry listener: %w", err)
 	}
-	l := &Listener{
-		o:       o,
-		ln:      ln,
-		bodies:  make(chan queued, 16),
-		done:    make(chan struct{}),
-		stopped: make(chan struct{}),
-	}
-	l.lastActivity.Store(time.Now().UnixNano())
+	l := newListener(o)
+	l.ln = ln
 	l.srv = &http.Server{
 		Handler:           l,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -117,14 +159,46 @@ func Listen(o ListenerOptions) (*Listener, error) {
 			_ = err
 		}
 	})
+	l.start()
+	return l, nil
+}
+
+// newListener applies o's defaults and makes a listener that is not bound
+// to any address; start starts its decoder. Tests inside a synctest bubble,
+// where a loopback server cannot run, call its ServeHTTP directly.
+func newListener(o ListenerOptions) *Listener {
+	if o.MaxBody <= 0 {
+		o.MaxBody = DefaultMaxBody
+	}
+	if o.MaxHeld == 0 {
+		o.MaxHeld = 2 * o.MaxBody
+	}
+	o.MaxHeld = max(o.MaxHeld, o.MaxBody)
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = DefaultBodyTimeout
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	l := &Listener{
+		o:       o,
+		held:    newGate(o.MaxHeld),
+		bodies:  make(chan queued, 16),
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	l.lastActivity.Store(time.Now().UnixNano())
+	return l
+}
+
+// start runs the decoder. stopped says when it and the server (if any)
+// have returned, after Close; Close waits on it with its own deadline.
+func (l *Listener) start() {
 	l.wg.Go(l.decodeLoop)
-	// stopped says when both have returned (after Close); Close waits on it
-	// with its own deadline.
 	go func() {
 		l.wg.Wait()
 		close(l.stopped)
 	}()
-	return l, nil
 }
 
 // Addr is the bound address.
@@ -140,7 +214,12 @@ func (l *Listener) Addr() *net.TCPAddr { return l.ln.Addr().(*net.TCPAddr) }
 // Lambda retries is not documented (§2.2, §6 (4)), and a 5xx is the one
 // class every sender treats as "try again" (RIE counts any status >= 400 as
 // a failure, lambdatest any non-2xx). If the connection is gone the status
-// is never seen; the retry comes from the failed request itself.
+// is never seen; the retry comes from the failed request itself. A body
+// still arriving at BodyTimeout is cut the same way.
+//
+// Before reading, the POST takes its bytes from the MaxHeld allowance; if
+// there is no room within admitWait it is answered 503 with Retry-After,
+// its body unread.
 func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -149,24 +228,87 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	l.requests.Add(1)
 	l.lastActivity.Store(time.Now().UnixNano())
-	body, truncated, err := readBody(r.Body, r.ContentLength, l.o.MaxBody)
-	if err != nil {
-		l.incomplete.Add(1)
-		http.Error(w, "telemetry: body not read completely; send it again", http.StatusServiceUnavailable)
+	// The bytes this body may take: all of them are counted before the
+	// first is read, so the bound holds however many POSTs arrive at once.
+	n := l.o.MaxBody
+	if r.ContentLength >= 0 {
+		n = min(r.ContentLength, l.o.MaxBody)
+	}
+	if !l.held.acquire(r.Context(), n, admitWait, l.done) {
+		l.refused.Add(1)
+		w.Header().Set("Retry-After", "1")
+		retryLater(w, "telemetry: listener busy; send it again")
 		return
 	}
+	queuedBody := false
+	defer func() {
+		if !queuedBody {
+			l.held.release(n)
+		}
+	}()
+
+	// The connection's read deadline ends a stalled read at once; the
+	// deadlineReader also ends a body that trickles in, and is all there is
+	// where the deadline cannot be set (a ResponseWriter that is not a
+	// connection's, as in tests).
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(l.o.BodyTimeout)
+	_ = rc.SetReadDeadline(deadline)
+	body, truncated, err := readBody(&deadlineReader{r: r.Body, deadline: deadline}, r.ContentLength, l.o.MaxBody)
+	if err != nil {
+		if errors.Is(err, errBodyTimeout) || errors.Is(err, os.ErrDeadlineExceeded) {
+			l.timedOut.Add(1)
+		} else {
+			l.incomplete.Add(1)
+		}
+		retryLater(w, "telemetry: body not read completely; send it again")
+		return
+	}
+	// Cleared before anything else waits: net/http reads the connection in
+	// the background once the body has ended, and a deadline passing then
+	// would cancel the request's context.
+	_ = rc.SetReadDeadline(time.Time{})
 	if truncated {
 		l.truncated.Add(1)
 	}
 	select {
-	case l.bodies <- queued{body: body}:
+	case l.bodies <- queued{body: body, held: n}:
+		queuedBody = true // the decoder gives the bytes back
 	case <-l.done:
-		http.Error(w, "telemetry: listener closed", http.StatusServiceUnavailable)
+		retryLater(w, "telemetry: listener closed")
 		return
 	case <-r.Context().Done():
 		return // the sender is gone and will try again: nothing is kept
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// retryLater answers 503, so that Lambda sends the POST again, and closes
+// the connection without reading any more of the body. Otherwise net/http
+// would read up to 256 KiB of what is left to keep the connection, for as
+// long as the sender takes: a stalled sender would hold the connection's
+// goroutine with no time limit.
+func retryLater(w http.ResponseWriter, msg string) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+	w.Header().Set("Connection", "close")
+	http.Error(w, msg, http.StatusServiceUnavailable)
+}
+
+// errBodyTimeout is deadlineReader's error.
+var errBodyTimeout = errors.New("telemetry: body read deadline passed")
+
+// deadlineReader fails every read that starts at or after the deadline, so
+// a body that keeps trickling in ends within one read of it.
+type deadlineReader struct {
+	r        io.Reader
+	deadline time.Time
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	if !time.Now().Before(d.deadline) {
+		return 0, errBodyTimeout
+	}
+	return d.r.Read(p)
 }
 
 // readBody reads a whole request body, keeping at most max bytes of it.
@@ -238,6 +380,7 @@ func readUpTo(r io.Reader, max int64) ([]byte, error) {
 // queued is one entry of the decoder's queue.
 type queued struct {
 	body []byte
+	held int64         // bytes taken from l.held for it, given back once decoded
 	ack  chan struct{} // set for a Sync
 }
 
@@ -266,6 +409,7 @@ func (l *Listener) take(q queued) {
 		return
 	}
 	l.decode(q.body)
+	l.held.release(q.held)
 }
 
 // wireEvent is one element of a Telemetry API batch.
@@ -521,6 +665,8 @@ func (l *Listener) Stats() ListenerStats {
 		Malformed:            l.malformed.Load(),
 		Truncated:            l.truncated.Load(),
 		Incomplete:           l.incomplete.Load(),
+		TimedOut:             l.timedOut.Load(),
+		Refused:              l.refused.Load(),
 		Filtered:             l.filtered.Load(),
 		LambdaDroppedRecords: l.lambdaDropRecords.Load(),
 		LambdaDroppedBytes:   l.lambdaDropBytes.Load(),
@@ -533,9 +679,11 @@ func (l *Listener) Stats() ListenerStats {
 func (l *Listener) Close(ctx context.Context) error {
 	var err error
 	l.once.Do(func() {
-		err = l.srv.Shutdown(ctx)
-		if err != nil {
-			l.srv.Close()
+		if l.srv != nil {
+			err = l.srv.Shutdown(ctx)
+			if err != nil {
+				l.srv.Close()
+			}
 		}
 		close(l.done)
 	})
