@@ -223,6 +223,19 @@ func TestListenerMaxBody(t *testing.T) {
 }
 
 func TestListenerDefaultMaxBody(t *testing.T) {
+	// The largest body the listener takes whole gets in, even with a cap
+	// on held bytes below it (raised to MaxBody).
+	for _, o := range []ListenerOptions{{}, {MaxHeld: 1}} {
+		h := listen(t, o)
+		if code := h.post(t, paddedBody("largest", DefaultMaxBody)); code != http.StatusOK {
+			t.Fatalf("MaxHeld %d: POST of DefaultMaxBody bytes answered %d, want 200", o.MaxHeld, code)
+		}
+		h.next(1)
+		if st := h.l.Stats(); st.Truncated != 0 || st.Events != 1 || st.Refused != 0 {
+			t.Errorf("MaxHeld %d: Stats = %+v, want 1 event, nothing truncated or refused", o.MaxHeld, st)
+		}
+	}
+
 	h := listen(t, ListenerOptions{})
 	// Lambda sends up to 2*maxBytes (2 MiB) plus metadata per POST; all of
 	// it must get through under the default cap.
