@@ -311,11 +311,11 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 	return d.r.Read(p)
 }
 
-// readBody reads a whole request body, keeping at most max bytes of it.
+// readBody reads a whole request body, keeping at most limit bytes of it.
 // size is the declared length (-1 if unknown).
 //
-// A body longer than max is read to its end, its first max bytes kept, and
-// reported truncated: the decoder keeps the events before the cut, and the
+// A body longer than limit is read to its end, its first limit bytes kept,
+// and reported truncated: the decoder keeps the events before the cut, and the
 // POST is answered 200. Lambda's bodies are at most about 2 MiB
 // (lambda-platform.md §2.2: "bodies can reach 2*maxBytes + metadata",
 // maxBytes <= 1 MiB per §2.1), so an oversize body is not Lambda's; refusing
@@ -326,24 +326,24 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 //
 // Any read error, even after the cap, is returned: the caller keeps
 // nothing.
-func readBody(r io.Reader, size, max int64) (body []byte, truncated bool, err error) {
+func readBody(r io.Reader, size, limit int64) (body []byte, truncated bool, err error) {
 	if size >= 0 {
 		// The length is known: one allocation of exactly what is kept. (The
 		// server enforces the declared length: a shorter body is an
 		// io.ErrUnexpectedEOF, a longer one is not read.)
-		body = make([]byte, min(size, max))
+		body = make([]byte, min(size, limit))
 		if _, err := io.ReadFull(r, body); err != nil {
 			return nil, false, err
 		}
-		if size <= max {
+		if size <= limit {
 			return body, false, nil
 		}
 	} else {
-		body, err = readUpTo(r, max)
+		body, err = readUpTo(r, limit)
 		if err != nil {
 			return nil, false, err
 		}
-		if int64(len(body)) < max {
+		if int64(len(body)) < limit {
 			return body, false, nil // ended before the cap
 		}
 	}
@@ -355,13 +355,13 @@ func readBody(r io.Reader, size, max int64) (body []byte, truncated bool, err er
 	return body, n > 0, nil
 }
 
-// readUpTo reads r to its end or to max bytes, whichever comes first,
-// growing its buffer by doubling but never past max.
-func readUpTo(r io.Reader, max int64) ([]byte, error) {
-	buf := make([]byte, 0, min(max, 64<<10))
-	for int64(len(buf)) < max {
+// readUpTo reads r to its end or to limit bytes, whichever comes first,
+// growing its buffer by doubling but never past limit.
+func readUpTo(r io.Reader, limit int64) ([]byte, error) {
+	buf := make([]byte, 0, min(limit, 64<<10))
+	for int64(len(buf)) < limit {
 		if len(buf) == cap(buf) {
-			grown := make([]byte, len(buf), min(max, 2*int64(cap(buf))+1))
+			grown := make([]byte, len(buf), min(limit, 2*int64(cap(buf))+1))
 			copy(grown, buf)
 			buf = grown
 		}
