@@ -237,6 +237,103 @@ func TestListenerWaitsForRoom(t *testing.T) {
 	}
 }
 
+// pipeListener is a net.Listener of in-memory connections (net.Pipe), so
+// that an http.Server can run inside a synctest bubble, where a loopback
+// socket cannot.
+type pipeListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newPipeListener() *pipeListener {
+	return &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (p *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-p.conns:
+		return c, nil
+	case <-p.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (p *pipeListener) Close() error {
+	p.once.Do(func() { close(p.done) })
+	return nil
+}
+
+func (p *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+// client is an HTTP client whose every connection is a pipe to p.
+func (p *pipeListener) client() (*http.Client, *http.Transport) {
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		server, client := net.Pipe()
+		select {
+		case p.conns <- server:
+			return client, nil
+		case <-p.done:
+			return nil, net.ErrClosed
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}}
+	return &http.Client{Transport: tr}, tr
+}
+
+// TestListenerCloseEndsWaitForRoom: a POST waiting for room gives up as soon
+// as Close starts. The server's Shutdown waits for every handler, so a
+// handler waiting out admitWait would hold up the SHUTDOWN budget (under
+// two seconds) by up to a second.
+func TestListenerCloseEndsWaitForRoom(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const size = 100
+		release := make(chan struct{})
+		l := newListener(ListenerOptions{
+			MaxBody: size, Buffer: NewBuffer(1 << 20), Now: nowFunc,
+			OnEvent: func(*Event) { <-release },
+		})
+		pl := newPipeListener()
+		l.serve(pl)
+		client, tr := pl.client()
+		defer tr.CloseIdleConnections()
+		post := func(name string) (int, error) {
+			resp, err := client.Post("http://sandbox/", "application/json", bytes.NewReader(paddedBody(name, size)))
+			if err != nil {
+				return 0, err
+			}
+			resp.Body.Close()
+			return resp.StatusCode, nil
+		}
+		for _, name := range []string{"a", "b"} {
+			if code, err := post(name); code != http.StatusOK {
+				t.Fatalf("POST %s answered %d (%v), want 200", name, code, err)
+			}
+		}
+		// a is being decoded, b queued: the default cap, 2*MaxBody, is full.
+		got := make(chan int)
+		go func() {
+			code, _ := post("c")
+			got <- code
+		}()
+		synctest.Wait() // c waits for room
+		start := time.Now()
+		closed := make(chan error)
+		go func() { closed <- l.Close(context.Background()) }()
+		if code := <-got; code != http.StatusServiceUnavailable || time.Since(start) != 0 {
+			t.Errorf("POST c answered %d after %v of Close, want 503 at once", code, time.Since(start))
+		}
+		close(release)
+		if err := <-closed; err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if st := l.Stats(); st.Refused != 1 || st.Events != 2 {
+			t.Errorf("Stats = %+v, want 1 refused, 2 events", st)
+		}
+	})
+}
+
 // trickle yields its first fast bytes at once, then one byte of b per
 // second of (fake) time.
 type trickle struct {

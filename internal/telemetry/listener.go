@@ -124,7 +124,8 @@ type Listener struct {
 	// bodies queues accepted bodies for the decoder, in order; an entry
 	// with a nil body and an ack is a Sync, answered when reached.
 	bodies  chan queued
-	done    chan struct{} // closed by Close
+	done    chan struct{} // closed by Close once the server has stopped
+	closing chan struct{} // closed as Close starts: POSTs stop waiting for room
 	wg      sync.WaitGroup
 	stopped chan struct{} // closed when the server and the decoder have returned
 	once    sync.Once
@@ -147,6 +148,12 @@ func Listen(o ListenerOptions) (*Listener, error) {
 		return nil, fmt.Errorf("telemetry listener: %w", err)
 	}
 	l := newListener(o)
+	l.serve(ln)
+	return l, nil
+}
+
+// serve starts the server on ln, and the decoder.
+func (l *Listener) serve(ln net.Listener) {
 	l.ln = ln
 	l.srv = &http.Server{
 		Handler:           l,
@@ -160,12 +167,12 @@ func Listen(o ListenerOptions) (*Listener, error) {
 		}
 	})
 	l.start()
-	return l, nil
 }
 
 // newListener applies o's defaults and makes a listener that is not bound
-// to any address; start starts its decoder. Tests inside a synctest bubble,
-// where a loopback server cannot run, call its ServeHTTP directly.
+// to any address; serve or start starts it. Tests inside a synctest bubble,
+// where a loopback server cannot run, call its ServeHTTP directly or serve
+// it on in-memory pipes.
 func newListener(o ListenerOptions) *Listener {
 	if o.MaxBody <= 0 {
 		o.MaxBody = DefaultMaxBody
@@ -185,6 +192,7 @@ func newListener(o ListenerOptions) *Listener {
 		held:    newGate(o.MaxHeld),
 		bodies:  make(chan queued, 16),
 		done:    make(chan struct{}),
+		closing: make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
 	l.lastActivity.Store(time.Now().UnixNano())
@@ -234,7 +242,7 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength >= 0 {
 		n = min(r.ContentLength, l.o.MaxBody)
 	}
-	if !l.held.acquire(r.Context(), n, admitWait, l.done) {
+	if !l.held.acquire(r.Context(), n, admitWait, l.closing) {
 		l.refused.Add(1)
 		w.Header().Set("Retry-After", "1")
 		retryLater(w, "telemetry: listener busy; send it again")
@@ -679,6 +687,9 @@ func (l *Listener) Stats() ListenerStats {
 func (l *Listener) Close(ctx context.Context) error {
 	var err error
 	l.once.Do(func() {
+		// A POST waiting for room would hold up the server's Shutdown by
+		// up to admitWait, out of a SHUTDOWN budget of under two seconds.
+		close(l.closing)
 		if l.srv != nil {
 			err = l.srv.Shutdown(ctx)
 			if err != nil {
