@@ -473,6 +473,9 @@ type summary struct {
 	EventsReceived       uint64 `json:"eventsReceived"`
 	MalformedEvents      uint64 `json:"malformedEvents"`
 	TruncatedBodies      uint64 `json:"truncatedBodies"`
+	IncompleteBodies     uint64 `json:"incompleteBodies"` // cut mid-body: nothing kept, 503 so Lambda resends
+	TimedOutBodies       uint64 `json:"timedOutBodies"`   // too slow: nothing kept, 503
+	RefusedBodies        uint64 `json:"refusedBodies"`    // no room under the listener's byte cap: 503 unread
 	FilteredEvents       uint64 `json:"filteredEvents"`
 	LambdaDroppedRecords uint64 `json:"lambdaDroppedRecords"`
 	LambdaDroppedBytes   uint64 `json:"lambdaDroppedBytes"`
@@ -491,6 +494,9 @@ func (e *ext) summary(reason string) json.RawMessage {
 		EventsReceived:       ls.Events,
 		MalformedEvents:      ls.Malformed,
 		TruncatedBodies:      ls.Truncated,
+		IncompleteBodies:     ls.Incomplete,
+		TimedOutBodies:       ls.TimedOut,
+		RefusedBodies:        ls.Refused,
 		FilteredEvents:       ls.Filtered,
 		LambdaDroppedRecords: ls.LambdaDroppedRecords,
 		LambdaDroppedBytes:   ls.LambdaDroppedBytes,

@@ -208,7 +208,13 @@ func TestDecodeBatchMalformed(t *testing.T) {
 		{name: "closing bracket missing", body: "[" + ok1 + "," + ok3, want: []string{`"one"`, `"three"`}, wantMalformed: -1},
 		{name: "just an opening bracket", body: "[", wantMalformed: -1},
 		{name: "missing comma stops the batch", body: "[" + ok1 + " " + ok2 + "]", want: []string{`"one"`}, wantMalformed: 1},
-		{name: "trailing garbage after the array", body: "[" + ok1 + "] trailing", want: []string{`"one"`}, wantMalformed: -1},
+		// Whatever follows the array is one malformed value; the array's
+		// events are kept.
+		{name: "trailing garbage after the array", body: "[" + ok1 + "] trailing", want: []string{`"one"`}, wantMalformed: 1},
+		{name: "second array after the first", body: "[" + ok1 + "][" + ok2 + "]", want: []string{`"one"`}, wantMalformed: 1},
+		{name: "second array after white space", body: "[" + ok1 + "," + ok3 + "]\n [" + ok2 + "]\n", want: []string{`"one"`, `"three"`}, wantMalformed: 1},
+		{name: "empty second array", body: "[" + ok1 + "][]", want: []string{`"one"`}, wantMalformed: 1},
+		{name: "trailing white space only", body: "[" + ok1 + "] \r\n\t", want: []string{`"one"`}, wantMalformed: 0},
 		{
 			name: "elements of the wrong type skipped, neighbours kept",
 			body: "[1," + ok1 + `,"text",` + ok2 + `,null,[],true,{},` + ok3 + "]",

@@ -1,10 +1,12 @@
 package telemetry
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -13,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 // harness is a Listener on loopback with a client and a channel that sees
@@ -220,6 +223,19 @@ func TestListenerMaxBody(t *testing.T) {
 }
 
 func TestListenerDefaultMaxBody(t *testing.T) {
+	// The largest body the listener takes whole gets in, even with a cap
+	// on held bytes below it (raised to MaxBody).
+	for _, o := range []ListenerOptions{{}, {MaxHeld: 1}} {
+		h := listen(t, o)
+		if code := h.post(t, paddedBody("largest", DefaultMaxBody)); code != http.StatusOK {
+			t.Fatalf("MaxHeld %d: POST of DefaultMaxBody bytes answered %d, want 200", o.MaxHeld, code)
+		}
+		h.next(1)
+		if st := h.l.Stats(); st.Truncated != 0 || st.Events != 1 || st.Refused != 0 {
+			t.Errorf("MaxHeld %d: Stats = %+v, want 1 event, nothing truncated or refused", o.MaxHeld, st)
+		}
+	}
+
 	h := listen(t, ListenerOptions{})
 	// Lambda sends up to 2*maxBytes (2 MiB) plus metadata per POST; all of
 	// it must get through under the default cap.
@@ -290,18 +306,21 @@ func TestListenerMalformedCounted(t *testing.T) {
 		"not json",
 		`[1,` + ok1 + `,"x"]`,
 		`[{"time":"soon","type":"function","record":"late"}]`,
+		// A second array: its events are not taken, and it is counted.
+		"[" + ok3 + "][" + ok2 + "]",
 	}
 	for _, p := range posts {
 		if code := h.post(t, []byte(p)); code != http.StatusOK {
 			t.Fatalf("POST %q answered %d, want 200", p, code)
 		}
 	}
-	evs := h.next(2)
-	if string(evs[0].Record) != `"one"` || string(evs[1].Record) != `"late"` || !evs[1].Time.Equal(fixedNow) {
-		t.Errorf("events = %+v, want \"one\" then \"late\" at the listener's Now", evs)
+	evs := h.next(3)
+	if string(evs[0].Record) != `"one"` || string(evs[1].Record) != `"late"` || !evs[1].Time.Equal(fixedNow) || string(evs[2].Record) != `"three"` {
+		t.Errorf("events = %+v, want \"one\", \"late\" at the listener's Now, then \"three\"", evs)
 	}
 	h.close(t)
-	if got, want := h.l.Stats(), (ListenerStats{Requests: 4, Events: 2, Malformed: 4}); got != want {
+	h.noMoreEvents(t)
+	if got, want := h.l.Stats(), (ListenerStats{Requests: 5, Events: 3, Malformed: 5}); got != want {
 		t.Errorf("Stats = %+v, want %+v", got, want)
 	}
 }
@@ -359,25 +378,44 @@ func TestListenerAnswersBeforeDecodingAndCloseDrains(t *testing.T) {
 }
 
 // TestListenerServeHTTP calls the handler directly for what a loopback
-// client cannot produce: a body that fails while being read.
+// client cannot produce: a body that fails while being read. A body that is
+// not read to its end keeps nothing (Lambda sends it again) and is answered
+// 503.
 func TestListenerServeHTTP(t *testing.T) {
-	h := listen(t, ListenerOptions{})
+	const max = 256
+	h := listen(t, ListenerOptions{MaxBody: max})
+	reset := func() io.Reader { return iotest.ErrReader(errors.New("connection reset")) }
 	tests := []struct {
 		name     string
 		body     io.Reader
+		size     int64 // declared length; 0: as httptest.NewRequest sets it
 		wantCode int
 		want     []string
 	}{
-		{name: "read error before anything", body: iotest.ErrReader(errors.New("connection reset")), wantCode: http.StatusBadRequest},
-		{name: "read error after an event", body: io.MultiReader(strings.NewReader("["+ok1+","), iotest.ErrReader(errors.New("connection reset"))), wantCode: http.StatusOK, want: []string{`"one"`}},
+		{name: "read error before anything", body: reset(), wantCode: http.StatusServiceUnavailable},
+		{name: "read error after an event", body: io.MultiReader(strings.NewReader("["+ok1+","), reset()), wantCode: http.StatusServiceUnavailable},
+		{name: "read error after an event, length declared", body: io.MultiReader(strings.NewReader("["+ok1+","), reset()), size: 1000, wantCode: http.StatusServiceUnavailable},
+		{name: "shorter than declared", body: strings.NewReader("[" + ok1 + "," + ok3), size: 1000, wantCode: http.StatusServiceUnavailable},
+		{name: "read error after the cap", body: io.MultiReader(strings.NewReader("["+ok1+","+strings.Repeat(" ", max)), reset()), wantCode: http.StatusServiceUnavailable},
+		{name: "read error after the cap, length declared", body: io.MultiReader(strings.NewReader("["+ok1+","+strings.Repeat(" ", max)), reset()), size: 2 * max, wantCode: http.StatusServiceUnavailable},
 		{name: "whole body", body: strings.NewReader("[" + ok3 + "]"), wantCode: http.StatusOK, want: []string{`"three"`}},
+		{name: "whole body, length unknown", body: io.MultiReader(strings.NewReader("["+ok1+","), strings.NewReader(ok3+"]")), wantCode: http.StatusOK, want: []string{`"one"`, `"three"`}},
+		{name: "whole body past the cap", body: strings.NewReader("[" + ok1 + "," + strings.Repeat(" ", max) + ok3 + "]"), wantCode: http.StatusOK, want: []string{`"one"`}},
 	}
+	var incomplete uint64
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPost, "/", tt.body)
+			if tt.size != 0 {
+				req.ContentLength = tt.size
+			}
 			rec := httptest.NewRecorder()
-			h.l.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", tt.body))
+			h.l.ServeHTTP(rec, req)
 			if rec.Code != tt.wantCode {
 				t.Fatalf("code = %d, want %d", rec.Code, tt.wantCode)
+			}
+			if rec.Code != http.StatusOK {
+				incomplete++
 			}
 			var got []string
 			for _, e := range h.next(len(tt.want)) {
@@ -390,6 +428,73 @@ func TestListenerServeHTTP(t *testing.T) {
 	}
 	h.close(t)
 	h.noMoreEvents(t)
+	if st := h.l.Stats(); st.Incomplete != incomplete || st.Requests != uint64(len(tests)) {
+		t.Errorf("Stats = %+v, want %d requests, %d incomplete", st, len(tests), incomplete)
+	}
+}
+
+// TestListenerCutBodyKeepsNothing cuts POSTs off mid-body on a real
+// connection, at many points, with the length declared and chunked: none
+// keeps any event, each is answered 503, and a whole POST afterwards is
+// taken on its own. (Before the fix the events before the cut were kept and
+// answered 200, so Lambda's retry stored them twice.)
+func TestListenerCutBodyKeepsNothing(t *testing.T) {
+	h := listen(t, ListenerOptions{})
+	body := "[" + ok1 + "," + ok2 + "," + ok3 + "]"
+	send := func(t *testing.T, head, payload string) *http.Response {
+		t.Helper()
+		c, err := net.Dial("tcp", h.l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// A lost reply fails the test instead of hanging it.
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := io.WriteString(c, "POST /telemetry HTTP/1.1\r\nHost: sandbox\r\nContent-Type: application/json\r\n"+head+"\r\n"+payload); err != nil {
+			t.Fatal(err)
+		}
+		// The sender stops writing; the listener sees the body end early.
+		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("reading the reply: %v", err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	cuts := 0
+	for cut := 0; cut < len(body); cut += len(body)/40 + 1 {
+		cuts++
+		resp := send(t, "Content-Length: "+strconv.Itoa(len(body))+"\r\n", body[:cut])
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("cut at %d of %d bytes: answered %d, want 503", cut, len(body), resp.StatusCode)
+		}
+	}
+	for _, cut := range []int{len(ok1) + 1, len(body) - 1} {
+		cuts++
+		// Chunked: the chunk says the whole body, but only a part follows.
+		resp := send(t, "Transfer-Encoding: chunked\r\n", strconv.FormatInt(int64(len(body)), 16)+"\r\n"+body[:cut])
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("chunked, cut at %d: answered %d, want 503", cut, resp.StatusCode)
+		}
+	}
+	// The same body whole, as the retry would send it: taken once.
+	if code := h.post(t, []byte(body)); code != http.StatusOK {
+		t.Fatalf("whole POST answered %d, want 200", code)
+	}
+	h.close(t)
+	var got []string
+	for _, e := range h.buf.Take(100, 1<<30) {
+		got = append(got, string(e.Record))
+	}
+	if want := []string{`"one"`, `{"level":"INFO","message":"two"}`, `"three"`}; !slices.Equal(got, want) {
+		t.Errorf("buffered %q, want %q once", got, want)
+	}
+	if st := h.l.Stats(); st.Incomplete != uint64(cuts) || st.Events != 3 || st.Malformed != 0 {
+		t.Errorf("Stats = %+v, want %d incomplete, 3 events, 0 malformed", st, cuts)
+	}
 }
 
 func TestListenBindError(t *testing.T) {
