@@ -300,7 +300,7 @@ func TestCredentialNeverPrinted(t *testing.T) {
 		{"JSON secret", "O2_AUTHORIZATION_HEADER_SECRET_ARN=" + arn, 0, []string{"[ok  ] credential     from Secrets Manager " + arn + ": fetched in", "[ok  ] credentials", "verdict: healthy"}},
 		{"SSM parameter", "O2_AUTHORIZATION_HEADER_SSM_PARAMETER=/o2/leak", 0, []string{"[ok  ] credential     from SSM parameter /o2/leak: fetched in", "verdict: healthy"}},
 		{"refused by OpenObserve", "O2_AUTHORIZATION_HEADER_SECRET_ARN=" + refused, 1, []string{"[ok  ] credential", "[FAIL] credentials",
-			"wrong credentials: check the credential in Secrets Manager " + refused, "verdict: FAILED"}},
+			"wrong credentials or organization: check the credential in Secrets Manager " + refused, "verdict: FAILED"}},
 		{"not a header", "O2_AUTHORIZATION_HEADER_SECRET_ARN=" + notHeader, 1, []string{"[FAIL] credential     from Secrets Manager " + notHeader + ": the secret is not an Authorization header value", "[skip] credentials", "verdict: FAILED"}},
 		{"missing", "O2_AUTHORIZATION_HEADER_SECRET_ARN=" + missing, 1, []string{"[FAIL] credential", "secret not found in region " + awsRegion, "verdict: FAILED"}},
 	} {
