@@ -1138,3 +1138,35 @@ func TestLoadErrorIsJoined(t *testing.T) {
 		t.Fatalf("Load(empty env) error %v is not a join of 2 problems", err)
 	}
 }
+
+// O2_ENDPOINT with a port out of range fails at start, once, instead of
+// on every flush; a query (a token, say) is refused and never echoed.
+func TestEndpointPortAndQuery(t *testing.T) {
+	tests := []struct {
+		endpoint, want, never string
+	}{
+		{"http://o2.example.com:99999", "has port 99999, out of range (allowed 1..65535)", ""},
+		{"http://o2.example.com:0", "has port 0, out of range", ""},
+		{"https://o2.example.com/?token=s3cr3t-t0ken&x=1", "must not have a query or fragment", "s3cr3t-t0ken"},
+		{"https://o2.example.com/#s3cr3t-frag", "must not have a query or fragment", "s3cr3t-frag"},
+	}
+	for _, tt := range tests {
+		c, _, err := load(withRequired(map[string]string{"O2_ENDPOINT": tt.endpoint}))
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+		}
+		if !strings.Contains(msg, tt.want) {
+			t.Errorf("%s: error %q, want %q", tt.endpoint, msg, tt.want)
+		}
+		if tt.never != "" {
+			shown := msg + strings.Join(c.Redacted(), "\n")
+			if strings.Contains(shown, tt.never) {
+				t.Errorf("%s: the query value is shown: %q", tt.endpoint, shown)
+			}
+		}
+	}
+	if _, _, err := load(withRequired(map[string]string{"O2_ENDPOINT": "http://127.0.0.1:5080"})); err != nil {
+		t.Errorf("a valid port refused: %v", err)
+	}
+}

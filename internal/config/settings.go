@@ -554,7 +554,12 @@ func checkEndpoint(v string) error {
 			envEndpoint, quote(hideUserinfo(v)), envAuthorization)
 	}
 	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(v, "#") {
-		return fmt.Errorf("%s: %s must not have a query or fragment", envEndpoint, quote(v))
+		return fmt.Errorf("%s: %s must not have a query or fragment", envEndpoint, quote(hideUserinfo(v)))
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%s: %s has port %s, out of range (allowed 1..65535)", envEndpoint, quote(hideUserinfo(v)), p)
+		}
 	}
 	if strings.HasSuffix(strings.TrimRight(u.Path, "/"), "/api") {
 		return fmt.Errorf("%s: %s ends in /api, which the extension appends itself (it wants the server's base URL)", envEndpoint, quote(v))
@@ -563,9 +568,38 @@ func checkEndpoint(v string) error {
 }
 
 // hideUserinfo masks whatever precedes '@' in the authority of a URL-like
-// string, user name included (it may be a token). It works on strings that
-// do not parse, which is when they are most likely to be echoed.
+// string, user name included (it may be a token), and the values of its
+// query and its fragment (`?token=…`). It works on strings that do not
+// parse, which is when they are most likely to be echoed.
 func hideUserinfo(v string) string {
+	if i := strings.IndexAny(v, "?#"); i >= 0 {
+		v = v[:i] + hideQuery(v[i:])
+	}
+	return hideAuthority(v)
+}
+
+// hideQuery masks the values of "?k=v&k2=v2#frag", keeping the keys.
+func hideQuery(q string) string {
+	var b strings.Builder
+	for i := 0; i < len(q); {
+		j := i + 1
+		for j < len(q) && q[j] != '&' && q[j] != '#' {
+			j++
+		}
+		part := q[i:j] // "?k=v", "&k=v" or "#frag"
+		if part[0] == '#' {
+			b.WriteString("#[redacted]")
+		} else if k, _, ok := strings.Cut(part, "="); ok {
+			b.WriteString(k + "=[redacted]")
+		} else {
+			b.WriteString(part)
+		}
+		i = j
+	}
+	return b.String()
+}
+
+func hideAuthority(v string) string {
 	i := strings.Index(v, "://")
 	if i < 0 {
 		return v
