@@ -201,6 +201,18 @@ func TestManagedInstances(t *testing.T) {
 	if lost, dup := exactlyOnce(t, rep.Lines, h.marked("mi")); lost+dup > 0 {
 		t.Fatalf("lost %d, duplicated %d", lost, dup)
 	}
+	// No INVOKE on Managed Instances: the summary counts the requests the
+	// telemetry showed, and names the background mode they were sent in.
+	sum := trustSummary(t, h)
+	if n := trustNum(sum["record_invocations"]); n != 20 || sum["record_mode"] != "continuous" || trustNum(sum["record_modes_continuous"]) != 20 {
+		t.Errorf("summary invocations %v, mode %v, modes.continuous %v; want 20, continuous, 20", sum["record_invocations"], sum["record_mode"], sum["record_modes_continuous"])
+	}
+	// The extension's own lines carry their level.
+	for _, r := range h.records("extension") {
+		if txt, _ := r["record"].(string); strings.Contains(txt, "level=info") && r["level"] != "INFO" {
+			t.Errorf("extension line %.60q stored with level %v, want INFO", txt, r["level"])
+		}
+	}
 }
 
 // --health-check against the stand-in: one line per step, a verdict, the
