@@ -22,7 +22,7 @@ const (
 	invokeMargin = 100 * time.Millisecond
 	// shutdownMargin: exit this long before SHUTDOWN's deadlineMs, leaving
 	// time for the process to exit before Lambda's SIGKILL.
-	shutdownMargin = 150 * time.Millisecond
+	shutdownMargin = 250 * time.Millisecond
 	// reportGrace: the most SHUTDOWN waits for the last invocation's
 	// platform.report, which Lambda produces only after our /next.
 	reportGrace = 500 * time.Millisecond

@@ -31,7 +31,7 @@ const (
 	// in time even on a loaded machine.
 	drainStop      = 450 * time.Millisecond
 	summaryReserve = 300 * time.Millisecond
-	exitMargin     = 50 * time.Millisecond
+	exitMargin     = 100 * time.Millisecond
 	// authPause is how long every send waits after OpenObserve refused the
 	// credentials or the organization: the data is kept, and asking again
 	// at once would only repeat the refusal.
