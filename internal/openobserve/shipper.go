@@ -29,8 +29,8 @@ const (
 	// unknown) and sends the summary record alone, with the final tally,
 	// finishing exitMargin before the deadline so that the process exits
 	// in time even on a loaded machine.
-	drainStop      = 450 * time.Millisecond
-	summaryReserve = 300 * time.Millisecond
+	drainStop      = 600 * time.Millisecond
+	summaryReserve = 450 * time.Millisecond
 	exitMargin     = 100 * time.Millisecond
 	// authPause is how long every send waits after OpenObserve refused the
 	// credentials or the organization: the data is kept, and asking again
