@@ -86,6 +86,16 @@ func (g *gate) pause(t time.Time) {
 	}
 }
 
+// fail counts a failed attempt that the transport saw as answered (a 2xx
+// that was not OpenObserve's reply) and returns the streak.
+func (g *gate) fail() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.streak++
+	g.broadcastLocked()
+	return g.streak
+}
+
 // slowDown opens the breaker and holds every attempt back until t: the
 // backend answered, but not in a way that another attempt at once would
 // change.

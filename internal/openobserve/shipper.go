@@ -36,11 +36,10 @@ const (
 	// credentials or the organization: the data is kept, and asking again
 	// at once would only repeat the refusal.
 	authPause = 2 * time.Second
-	// slowRetry is the pause after a reply that is not OpenObserve's, or a
-	// 400 about OpenObserve's own state (quota, a node that is not an
+	// slowRetry is the pause after a 400 about OpenObserve's own state (quota, a node that is not an
 	// ingester, a stream being deleted): sending again at once would only
 	// get the same answer.
-	slowRetry = 5 * time.Second
+	slowRetry = 2 * time.Second
 	// warnEvery bounds the extension's own warnings to one per kind per
 	// period (with a count of the repeats): every line it prints comes back
 	// to it as telemetry.
@@ -386,12 +385,21 @@ func (s *Shipper) report(ctx context.Context, res Result, err error, rest []tele
 		s.c.stats.reject(len(rest))
 		s.warnings.error(s.log, now, "rejected", logrus.Fields{"records": len(rest)},
 			"OpenObserve refused a batch as invalid; it was dropped: "+Explain(err))
-	case errors.Is(err, ErrUnexpectedReply), IsTransient(err):
-		// What was stored is unknown, or OpenObserve cannot take data now:
-		// keep it, and try again slowly.
+	case errors.Is(err, ErrUnexpectedReply):
+		// What was stored is unknown: keep it, and try again as after a
+		// failed attempt (the breaker opens, and the next attempt waits
+		// the backoff of the failing streak), not at once.
+		s.keep(rest)
+		streak := s.c.gate.fail()
+		s.c.gate.pause(now.Add(max(s.c.retryWait(streak), s.c.o.RetryWaitMin)))
+		s.warnings.warn(s.log, now, "unexpected", logrus.Fields{"records": len(rest)},
+			"data is kept and retried: "+Explain(err))
+	case IsTransient(err):
+		// OpenObserve cannot take data now (quota, a node that is not an
+		// ingester, a stream being deleted): keep it, and try again slowly.
 		s.keep(rest)
 		s.c.gate.slowDown(now.Add(slowRetry))
-		s.warnings.warn(s.log, now, "unexpected", logrus.Fields{"records": len(rest)},
+		s.warnings.warn(s.log, now, "transient", logrus.Fields{"records": len(rest)},
 			"data is kept and retried slowly: "+Explain(err))
 	case IsAuth(err):
 		s.keep(rest)

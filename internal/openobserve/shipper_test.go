@@ -406,16 +406,18 @@ func TestShipperShutdownAfterAnOutage(t *testing.T) {
 }
 
 // A reply that is not OpenObserve's, or a 400 about its own state, keeps
-// the data, holds no invocation, and tries again slowly: after the pause,
-// not at once.
+// the data, holds no invocation, and tries again after a pause, not at
+// once: the failing streak's backoff (at least RetryWaitMin) for a reply
+// that is not OpenObserve's, 2 s for OpenObserve's own state.
 func TestShipperSlowRetryKeepsTheData(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		status int
 		body   string
+		pause  time.Duration
 	}{
-		{"html from a proxy", 200, "<html>ok</html>"},
-		{"quota exceeded", 400, `{"code":400,"message":"Error# Quota exceeded for this organization [default]"}`},
+		{"html from a proxy", 200, "<html>ok</html>", openobserve.DefaultRetryWaitMin},
+		{"quota exceeded", 400, `{"code":400,"message":"Error# Quota exceeded for this organization [default]"}`, 2 * time.Second},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -441,10 +443,10 @@ func TestShipperSlowRetryKeepsTheData(t *testing.T) {
 				if err := sp.Flush(t.Context()); !errors.Is(err, openobserve.ErrFailing) {
 					t.Fatalf("flush: err = %v, want ErrFailing", err)
 				}
-				time.Sleep(4900 * time.Millisecond)
+				time.Sleep(tt.pause - time.Millisecond)
 				synctest.Wait()
 				if n := len(s.StreamRecords("default", "lambda")); n != 0 {
-					t.Fatalf("%d records stored before the 5 s pause ended", n)
+					t.Fatalf("%d records stored before the %v pause ended", n, tt.pause)
 				}
 				time.Sleep(200 * time.Millisecond)
 				synctest.Wait()

@@ -43,13 +43,17 @@ func (b *Buffer) signal() {
 }
 
 // Since is when the oldest queued event was queued, or at least no later:
-// the time the buffer last went from empty to not empty. It is zero when
+// the time the buffer last went from empty to not empty, or putBackSince
+// once events were put back (they have waited already). It is zero when
 // the buffer is empty.
 func (b *Buffer) Since() time.Time {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.since
 }
+
+// putBackSince is the Since of put-back events: long past, not zero.
+var putBackSince = time.Unix(0, 1)
 
 // markLocked notes the time the buffer goes from empty to not empty.
 func (b *Buffer) markLocked(wasEmpty bool) {
@@ -194,7 +198,10 @@ func (b *Buffer) PutBack(evs []Event) int {
 		b.q, b.head = q, 0
 	}
 	b.bytes += total
-	b.markLocked(wasEmpty)
+	if wasEmpty || b.since.After(putBackSince) {
+		// They were queued long ago: their wait is over.
+		b.since = putBackSince
+	}
 	return dropped
 }
 
