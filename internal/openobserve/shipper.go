@@ -71,11 +71,7 @@ type shipState struct {
 	mu      sync.Mutex
 	waiting bool
 	yielded bool
-	// yieldNext makes the batch yield as soon as it waits again (after
-	// its request on the wire failed), rather than retry old records
-	// ahead of the final drain's newest.
-	yieldNext bool
-	cancel    context.CancelCauseFunc
+	cancel  context.CancelCauseFunc
 }
 
 type shipKey struct{}
@@ -85,12 +81,6 @@ type shipKey struct{}
 func (st *shipState) begin() bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.yieldNext && !st.yielded {
-		// Another attempt of a batch taken before SHUTDOWN: it goes back
-		// for the final drain instead.
-		st.yielded = true
-		st.cancel(errYield)
-	}
 	if st.yielded {
 		return false
 	}
@@ -106,19 +96,14 @@ func (st *shipState) isWaiting() bool {
 
 func (st *shipState) wait() {
 	st.mu.Lock()
-	defer st.mu.Unlock()
 	st.waiting = true
-	if st.yieldNext && !st.yielded {
-		st.yielded = true
-		st.cancel(errYield)
-	}
+	st.mu.Unlock()
 }
 
-// yield cancels the batch if it is waiting, or else once it waits next.
+// yield cancels the batch if it is waiting.
 func (st *shipState) yield() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.yieldNext = true
 	if st.waiting && !st.yielded {
 		st.yielded = true
 		st.cancel(errYield)
