@@ -333,7 +333,7 @@ func (e *ext) waitRuntimeDone(ctx context.Context, id string, deadline time.Time
 	startTimer := time.NewTimer(startTimeout)
 	defer startTimer.Stop()
 	var longC <-chan time.Time
-	if at := e.sel.NextPeriodic(time.Now(), time.Time{}, time.Hour); !at.IsZero() {
+	if at := e.sel.LongAt(); !at.IsZero() {
 		t := time.NewTimer(time.Until(at))
 		defer t.Stop()
 		longC = t.C

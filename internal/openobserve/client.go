@@ -293,6 +293,26 @@ type Result struct {
 	Bytes int
 }
 
+// add adds r's counts to res; r's Error replaces res's when set.
+func (res *Result) add(r Result) {
+	res.Sent += r.Sent
+	res.Successful += r.Successful
+	res.Failed += r.Failed
+	res.Missing += r.Missing
+	res.Dropped += r.Dropped
+	res.Rejected += r.Rejected
+	res.AsText += r.AsText
+	res.TypeConflicts += r.TypeConflicts
+	res.Signals += r.Signals
+	res.SignalsDropped += r.SignalsDropped
+	res.SignalsRejected += r.SignalsRejected
+	res.Requests += r.Requests
+	res.Bytes += r.Bytes
+	if r.Error != "" {
+		res.Error = r.Error
+	}
+}
+
 // Send posts evs as one request per destination (more only if their
 // records exceed MaxBatchBytes, or after a 413 split), gzipped from
 // GzipMinBytes, with retries. Records rejected by OpenObserve itself
@@ -376,14 +396,12 @@ func (c *Client) route(evs []telemetry.Event) []group {
 	}
 	var groups []group
 	for _, ev := range evs {
-		url, sig := c.o.IngestURL, (*signal)(nil)
+		url := c.o.IngestURL
 		switch {
 		case ev.Type == MetricsEventType:
-			s := c.metricsSignal()
-			url, sig = "otlp:metrics", &s
+			url = "otlp:metrics"
 		case ev.Type == TracesEventType:
-			s := c.tracesSignal()
-			url, sig = "otlp:traces", &s
+			url = "otlp:traces"
 		default:
 			if u, ok := c.o.Routes[ev.Type]; ok {
 				url = u
@@ -391,7 +409,16 @@ func (c *Client) route(evs []telemetry.Event) []group {
 		}
 		i := slices.IndexFunc(groups, func(g group) bool { return g.url == url })
 		if i < 0 {
-			groups = append(groups, group{url: url, signal: sig})
+			g := group{url: url}
+			switch ev.Type {
+			case MetricsEventType:
+				sig := c.metricsSignal()
+				g.signal = &sig
+			case TracesEventType:
+				sig := c.tracesSignal()
+				g.signal = &sig
+			}
+			groups = append(groups, g)
 			i = len(groups) - 1
 		}
 		groups[i].evs = append(groups[i].evs, ev)

@@ -58,15 +58,6 @@ func textEvents(n int, now time.Time) []telemetry.Event {
 	return evs
 }
 
-// recordTexts returns the "record" field of stored records.
-func recordTexts(s *o2test.Server) []string {
-	var out []string
-	for _, r := range s.Records() {
-		out = append(out, fmt.Sprint(r.Fields["record"]))
-	}
-	return out
-}
-
 func TestSendStoresRecordShapes(t *testing.T) {
 	s := o2test.Run(t, o2test.Options{})
 	c := openobserve.NewClient(options(s.URL()))

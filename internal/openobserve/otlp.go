@@ -71,51 +71,7 @@ func unmarshalReply(b []byte, m proto.Message) error {
 	return protojson.Unmarshal(b, m)
 }
 
-// splitOTLP separates the OTLP events of evs from the log events. Without
-// OTLP events it returns (nil, evs) and allocates nothing.
-func splitOTLP(evs []telemetry.Event) (sig, logs []telemetry.Event) {
-	n := 0
-	for i := range evs {
-		if isOTLP(evs[i].Type) {
-			n++
-		}
-	}
-	if n == 0 {
-		return nil, evs
-	}
-	sig = make([]telemetry.Event, 0, n)
-	logs = make([]telemetry.Event, 0, len(evs)-n)
-	for _, e := range evs {
-		if isOTLP(e.Type) {
-			sig = append(sig, e)
-		} else {
-			logs = append(logs, e)
-		}
-	}
-	return sig, logs
-}
-
 func isOTLP(typ string) bool { return typ == MetricsEventType || typ == TracesEventType }
-
-// add adds r's counts to res; r's Error replaces res's when set.
-func (res *Result) add(r Result) {
-	res.Sent += r.Sent
-	res.Successful += r.Successful
-	res.Failed += r.Failed
-	res.Missing += r.Missing
-	res.Dropped += r.Dropped
-	res.Rejected += r.Rejected
-	res.AsText += r.AsText
-	res.TypeConflicts += r.TypeConflicts
-	res.Signals += r.Signals
-	res.SignalsDropped += r.SignalsDropped
-	res.SignalsRejected += r.SignalsRejected
-	res.Requests += r.Requests
-	res.Bytes += r.Bytes
-	if r.Error != "" {
-		res.Error = r.Error
-	}
-}
 
 // postSignal posts evs' bodies concatenated (protobuf messages merge: the
 // repeated resource_metrics or resource_spans of each body append), as few

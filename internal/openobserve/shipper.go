@@ -182,11 +182,10 @@ type Shipper struct {
 	// unsettled counts batches whose first attempts are still running: a
 	// Flush waits for them, but not for a batch that waits out a backoff.
 	unsettled int
-	inFlight  int  // batches taken and not yet finished
 	stalled   bool // a Flush ran out of time; cleared by the next success
 	reported  uint64
 	warnings  warner
-	ships     map[*shipState]struct{} // batches taken and not finished
+	ships     map[*shipState]struct{} // batches taken and not yet finished
 
 	shutdownOnce sync.Once
 	shutdownDone chan struct{}
@@ -247,9 +246,9 @@ func (s *Shipper) dispatch() {
 			return
 		}
 		for {
-			evs, wake := s.next(time.Now())
-			if evs != nil {
-				s.wg.Go(func() { s.ship(evs) })
+			b, wake := s.next(time.Now())
+			if b != nil {
+				s.wg.Go(func() { s.ship(b) })
 				break
 			}
 			var tick <-chan time.Time
@@ -269,9 +268,16 @@ func (s *Shipper) dispatch() {
 	}
 }
 
+// batch is the records of one ship and its state.
+type batch struct {
+	evs []telemetry.Event
+	ctx context.Context // the shipper's, cancelled when the batch yields
+	st  *shipState
+}
+
 // next takes the next batch if one is due at now; otherwise it returns when
 // to look again (zero: when something changes).
-func (s *Shipper) next(now time.Time) ([]telemetry.Event, time.Time) {
+func (s *Shipper) next(now time.Time) (*batch, time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.buf.Len() == 0 {
@@ -300,26 +306,22 @@ func (s *Shipper) next(now time.Time) ([]telemetry.Event, time.Time) {
 		// full buffer, where it would push out more data.
 		evs = append([]telemetry.Event{*report}, evs...)
 	}
+	ctx, cancel := context.WithCancelCause(s.ctx)
+	st := &shipState{waiting: true, cancel: cancel}
+	if s.final {
+		// Taken by the final drain: it is not to yield to itself.
+		st.waiting = false
+	}
+	s.ships[st] = struct{}{}
 	s.unsettled++
-	s.inFlight++
 	s.broadcastLocked()
-	return evs, time.Time{}
+	return &batch{evs: evs, ctx: context.WithValue(ctx, shipKey{}, st), st: st}, time.Time{}
 }
 
 // ship sends one batch and deals with what could not be delivered.
-func (s *Shipper) ship(evs []telemetry.Event) {
-	ctx, cancel := context.WithCancelCause(s.ctx)
-	defer cancel(nil)
-	st := &shipState{waiting: true, cancel: cancel}
-	ctx = context.WithValue(ctx, shipKey{}, st)
-	s.mu.Lock()
-	s.ships[st] = struct{}{}
-	final := s.final
-	s.mu.Unlock()
-	if final {
-		// Taken by the final drain: it is not to yield to itself.
-		st.begin()
-	}
+func (s *Shipper) ship(b *batch) {
+	ctx, st, evs := b.ctx, b.st, b.evs
+	defer st.cancel(nil)
 	settled := false
 	settle := func() {
 		st.wait()
@@ -341,7 +343,6 @@ func (s *Shipper) ship(evs []telemetry.Event) {
 	settle()
 	s.mu.Lock()
 	delete(s.ships, st)
-	s.inFlight--
 	if err == nil {
 		s.stalled = false
 	}
@@ -580,7 +581,7 @@ func (s *Shipper) waitIdle(ctx context.Context) {
 			stopped = true
 		default:
 		}
-		idle := (stopped || s.buf.Len() == 0) && s.inFlight == 0
+		idle := (stopped || s.buf.Len() == 0) && len(s.ships) == 0
 		ch := s.changed
 		s.mu.Unlock()
 		if idle {

@@ -312,20 +312,26 @@ func (s *Selector) End(now time.Time, requestID string) {
 // in the past, the caller flushes once, and the next call, with lastFlush at
 // that flush, is an interval ahead, so a thaw never causes a burst.
 func (s *Selector) NextPeriodic(now, lastFlush time.Time, interval time.Duration) time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if interval <= 0 {
 		return time.Time{}
 	}
+	crossing := s.LongAt()
+	if crossing.IsZero() || lastFlush.Before(crossing) {
+		return crossing
+	}
+	return lastFlush.Add(interval)
+}
+
+// LongAt returns when the oldest running invocation becomes long-running
+// (its start plus LongRunning), or the zero time when none is running.
+func (s *Selector) LongAt() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	_, start, ok := s.oldestRunning()
 	if !ok {
 		return time.Time{}
 	}
-	crossing := start.Add(s.o.LongRunning)
-	if lastFlush.Before(crossing) {
-		return crossing
-	}
-	return lastFlush.Add(interval)
+	return start.Add(s.o.LongRunning)
 }
 
 // Mode returns the current mode: the last decision's, or the initial one

@@ -27,68 +27,8 @@ func validValue(b []byte, i, depth int) (int, bool) {
 	switch c := b[i]; {
 	case c == '"':
 		return validString(b, i)
-	case c == '{':
-		if depth++; depth > maxNesting {
-			return i, false
-		}
-		i = skipSpace(b, i+1)
-		if i < len(b) && b[i] == '}' {
-			return i + 1, true
-		}
-		for {
-			if i >= len(b) || b[i] != '"' {
-				return i, false
-			}
-			var ok bool
-			if i, ok = validString(b, i); !ok {
-				return i, false
-			}
-			i = skipSpace(b, i)
-			if i >= len(b) || b[i] != ':' {
-				return i, false
-			}
-			if i, ok = validValue(b, skipSpace(b, i+1), depth); !ok {
-				return i, false
-			}
-			i = skipSpace(b, i)
-			if i >= len(b) {
-				return i, false
-			}
-			switch b[i] {
-			case ',':
-				i = skipSpace(b, i+1)
-			case '}':
-				return i + 1, true
-			default:
-				return i, false
-			}
-		}
-	case c == '[':
-		if depth++; depth > maxNesting {
-			return i, false
-		}
-		i = skipSpace(b, i+1)
-		if i < len(b) && b[i] == ']' {
-			return i + 1, true
-		}
-		for {
-			var ok bool
-			if i, ok = validValue(b, i, depth); !ok {
-				return i, false
-			}
-			i = skipSpace(b, i)
-			if i >= len(b) {
-				return i, false
-			}
-			switch b[i] {
-			case ',':
-				i = skipSpace(b, i+1)
-			case ']':
-				return i + 1, true
-			default:
-				return i, false
-			}
-		}
+	case c == '{' || c == '[':
+		return validContainer(b, i, depth+1)
 	case c == 't':
 		return literal(b, i, "true")
 	case c == 'f':
@@ -99,6 +39,53 @@ func validValue(b []byte, i, depth int) (int, bool) {
 		return validNumber(b, i)
 	}
 	return i, false
+}
+
+// validContainer checks the object or array that starts at b[i], at
+// nesting depth: members "key": value for an object, values for an array,
+// separated by ',' up to the closing bracket.
+func validContainer(b []byte, i, depth int) (int, bool) {
+	if depth > maxNesting {
+		return i, false
+	}
+	object, end := b[i] == '{', byte(']')
+	if object {
+		end = '}'
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == end {
+		return i + 1, true
+	}
+	for {
+		var ok bool
+		if object {
+			if i >= len(b) || b[i] != '"' {
+				return i, false
+			}
+			if i, ok = validString(b, i); !ok {
+				return i, false
+			}
+			i = skipSpace(b, i)
+			if i >= len(b) || b[i] != ':' {
+				return i, false
+			}
+			i = skipSpace(b, i+1)
+		}
+		if i, ok = validValue(b, i, depth); !ok {
+			return i, false
+		}
+		i = skipSpace(b, i)
+		switch {
+		case i >= len(b):
+			return i, false
+		case b[i] == ',':
+			i = skipSpace(b, i+1)
+		case b[i] == end:
+			return i + 1, true
+		default:
+			return i, false
+		}
+	}
 }
 
 func literal(b []byte, i int, lit string) (int, bool) {
