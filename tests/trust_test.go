@@ -16,6 +16,7 @@ package tests
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -28,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -234,14 +236,27 @@ func TestShutdownSlowBackendExitsBeforeDeadline(t *testing.T) {
 			// lines as they arrive, and how far it got would depend on the
 			// machine's load. This way all 2 MB are still buffered. The
 			// stuck variant is slow from the start instead.
+			//
+			// From SHUTDOWN on it answers after the latency, except that it
+			// still fails fast whatever comes before the final drain's first
+			// request (the one with the newest line): the thaw that comes
+			// with SHUTDOWN fires the backoff timer of a batch taken before
+			// (a send the extension started before it knew of SHUTDOWN),
+			// and that batch must give its old lines back to the drain, not
+			// get them stored first.
 			stuck := strings.HasPrefix(v.name, "stuck")
-			if stuck {
-				h.o2.SetLatency(v.latency)
-			} else {
-				h.o2.SetFaultFunc(func(int, *http.Request) *o2test.Fault {
+			newest := []byte(fmt.Sprintf(`"%s inv=0 line=%d `, marker, lines-1))
+			var phase atomic.Int32 // 0 before SHUTDOWN, 1 until the drain's first request, 2 after
+			h.o2.SetBodyFaultFunc(func(body []byte) *o2test.Fault {
+				switch {
+				case phase.Load() == 0 && !stuck:
 					return &o2test.Fault{Status: http.StatusServiceUnavailable}
-				})
-			}
+				case phase.Load() == 1 && !bytes.Contains(body, newest):
+					return &o2test.Fault{Status: http.StatusServiceUnavailable}
+				}
+				phase.CompareAndSwap(1, 2)
+				return &o2test.Fault{Delay: v.latency}
+			})
 			res, err := h.p.Invoke(t.Context(), lambdatest.Invocation{Lines: want, Duration: 50 * time.Millisecond})
 			if err != nil || res.TimedOut {
 				t.Fatalf("invoke: %+v %v\n%s", res, err, tail(h.p.Output()))
@@ -250,8 +265,7 @@ func TestShutdownSlowBackendExitsBeforeDeadline(t *testing.T) {
 				t.Fatalf("%d lines stored before SHUTDOWN, want none", early)
 			}
 			shutdownAt := time.Now()
-			h.o2.SetFaultFunc(nil)
-			h.o2.SetLatency(v.latency)
+			phase.Store(1)
 			sres := h.shutdown() // fails unless every extension exited 0 before deadlineMs
 			mu.Lock()
 			if sres.Duration > worst {
@@ -269,7 +283,7 @@ func TestShutdownSlowBackendExitsBeforeDeadline(t *testing.T) {
 			attempted := map[string]bool{}
 			for _, rq := range h.o2.Requests() {
 				var recs []map[string]any
-				if rq.Time.Before(shutdownAt) || json.Unmarshal(rq.Body, &recs) != nil {
+				if rq.Time.Before(shutdownAt) || rq.Status == http.StatusServiceUnavailable || json.Unmarshal(rq.Body, &recs) != nil {
 					continue
 				}
 				for _, r := range recs {

@@ -374,6 +374,8 @@ func (c *Client) sendRouted(ctx context.Context, evs []telemetry.Event, waiting 
 
 // sendGroup sends one destination's events.
 func (c *Client) sendGroup(ctx context.Context, g group, res *Result, waiting func()) ([]telemetry.Event, error) {
+	ctx, release := newLeg(ctx) // yields on its own, never cutting another group on the wire
+	defer release()
 	if g.signal != nil {
 		return c.postSignal(ctx, *g.signal, g.evs, res, waiting)
 	}

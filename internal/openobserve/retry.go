@@ -62,6 +62,7 @@ func (st *retryState) checkRetry(ctx context.Context, resp *http.Response, err e
 		}
 		st.c.gate.pause(now.Add(d))
 		st.wait = 0 // the gate holds the next attempt back
+		legWaiting(ctx)
 		st.notifyWaiting()
 		return true, nil
 	}
@@ -72,6 +73,7 @@ func (st *retryState) checkRetry(ctx context.Context, resp *http.Response, err e
 		st.gaveUp = wait
 		return false, nil
 	}
+	legWaiting(ctx) // off the wire: at SHUTDOWN it yields instead of retrying
 	if wait > 0 || st.c.gate.failing() {
 		st.notifyWaiting()
 	}

@@ -57,63 +57,122 @@ var (
 	// errShutdown is the cause of the context of requests still in flight
 	// when Shutdown's drain runs out of time.
 	errShutdown = errors.New("openobserve: shut down")
-	// errYield is the cause of the context of a batch that was waiting out
-	// a backoff when Shutdown began: its records go back to the buffer, so
-	// that the final drain sends the newest first with every slot.
+	// errYield is the cause of the context of a batch's leg that was
+	// waiting when Shutdown began, or whose attempt failed after it: its
+	// records go back to the buffer, so that the final drain sends the
+	// newest first with every slot.
 	errYield = errors.New("openobserve: yielded to the final drain")
 )
 
-// shipState is whether one batch's request is on the wire or waiting (for
-// its first attempt, a backoff or the gate). Only a waiting batch may be
-// made to yield: cutting a request on the wire could lose a reply to a
-// request OpenObserve stored, and sending it again would duplicate it.
+// shipState is the yield state of one batch. A batch's destinations (the
+// stream, a tenant stream, the OTLP signals) are sent in parallel, each as
+// a leg with its own context: making one leg yield never cuts another's
+// request on the wire. Only a waiting leg (before its first attempt, in a
+// backoff, at the gate) is cancelled when the batch yields: cutting a
+// request on the wire could lose the reply to a request OpenObserve stored,
+// and sending it again would duplicate it. A leg on the wire yields when
+// its attempt has failed, before it would try again: at SHUTDOWN, records
+// taken before it go back to the buffer instead of being retried ahead of
+// the final drain's newest.
 type shipState struct {
 	mu      sync.Mutex
-	waiting bool
+	noYield bool // taken by the final drain: it is not to yield to itself
+	yield   bool // the batch is to yield
+	legs    []*leg
+}
+
+// leg is one destination's share of a batch.
+type leg struct {
+	st      *shipState
+	waiting bool // not on the wire
 	yielded bool
 	cancel  context.CancelCauseFunc
 }
 
+type legKey struct{}
+
+// newLeg returns the context of a new leg of the batch ctx carries (ctx
+// itself when it carries none) and its release.
+func newLeg(ctx context.Context) (context.Context, func()) {
+	st, ok := ctx.Value(shipKey{}).(*shipState)
+	if !ok {
+		return ctx, func() {}
+	}
+	lctx, cancel := context.WithCancelCause(ctx)
+	l := &leg{st: st, waiting: true, cancel: cancel}
+	st.mu.Lock()
+	st.legs = append(st.legs, l)
+	l.yieldIfAskedLocked()
+	st.mu.Unlock()
+	return context.WithValue(lctx, legKey{}, l), func() { cancel(nil) }
+}
+
 type shipKey struct{}
 
+func (l *leg) yieldIfAskedLocked() {
+	if l.st.yield && !l.st.noYield && !l.yielded {
+		l.yielded = true
+		l.cancel(errYield)
+	}
+}
+
 // begin is called right before an attempt goes on the wire; it reports
-// false if the batch yielded.
-func (st *shipState) begin() bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.yielded {
+// false if the leg yielded, or yields now.
+func (l *leg) begin() bool {
+	l.st.mu.Lock()
+	defer l.st.mu.Unlock()
+	l.yieldIfAskedLocked()
+	if l.yielded {
 		return false
 	}
-	st.waiting = false
+	l.waiting = false
 	return true
 }
 
-func (st *shipState) isWaiting() bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.waiting
+// wait marks the leg waiting (a backoff, a pause), yielding if asked to.
+func (l *leg) wait() {
+	l.st.mu.Lock()
+	defer l.st.mu.Unlock()
+	l.waiting = true
+	l.yieldIfAskedLocked()
 }
 
-func (st *shipState) wait() {
-	st.mu.Lock()
-	st.waiting = true
-	st.mu.Unlock()
-}
-
-// yield cancels the batch if it is waiting.
-func (st *shipState) yield() {
+// onWire reports whether some leg's request is on the wire or done.
+func (st *shipState) onWire() bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.waiting && !st.yielded {
-		st.yielded = true
-		st.cancel(errYield)
+	for _, l := range st.legs {
+		if !l.waiting && !l.yielded {
+			return true
+		}
+	}
+	return false
+}
+
+// yieldNow makes the batch yield: its waiting legs at once, the others
+// once their attempt on the wire is over.
+func (st *shipState) yieldNow() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.yield = true
+	for _, l := range st.legs {
+		if l.waiting {
+			l.yieldIfAskedLocked()
+		}
 	}
 }
 
-// beginAttempt is gatedTransport's hook: false means the batch yielded.
+// beginAttempt is gatedTransport's hook: false means the leg yielded.
 func beginAttempt(ctx context.Context) bool {
-	st, ok := ctx.Value(shipKey{}).(*shipState)
-	return !ok || st.begin()
+	l, ok := ctx.Value(legKey{}).(*leg)
+	return !ok || l.begin()
+}
+
+// legWaiting marks the leg ctx carries as waiting.
+func legWaiting(ctx context.Context) {
+	if l, ok := ctx.Value(legKey{}).(*leg); ok {
+		l.wait()
+	}
 }
 
 // DroppedType is the type of the record that reports buffer drops.
@@ -271,7 +330,7 @@ func (s *Shipper) dispatch() {
 // batch is the records of one ship and its state.
 type batch struct {
 	evs []telemetry.Event
-	ctx context.Context // the shipper's, cancelled when the batch yields
+	ctx context.Context // the shipper's, carrying st
 	st  *shipState
 }
 
@@ -306,25 +365,18 @@ func (s *Shipper) next(now time.Time) (*batch, time.Time) {
 		// full buffer, where it would push out more data.
 		evs = append([]telemetry.Event{*report}, evs...)
 	}
-	ctx, cancel := context.WithCancelCause(s.ctx)
-	st := &shipState{waiting: true, cancel: cancel}
-	if s.final {
-		// Taken by the final drain: it is not to yield to itself.
-		st.waiting = false
-	}
+	st := &shipState{noYield: s.final}
 	s.ships[st] = struct{}{}
 	s.unsettled++
 	s.broadcastLocked()
-	return &batch{evs: evs, ctx: context.WithValue(ctx, shipKey{}, st), st: st}, time.Time{}
+	return &batch{evs: evs, ctx: context.WithValue(s.ctx, shipKey{}, st), st: st}, time.Time{}
 }
 
 // ship sends one batch and deals with what could not be delivered.
 func (s *Shipper) ship(b *batch) {
 	ctx, st, evs := b.ctx, b.st, b.evs
-	defer st.cancel(nil)
 	settled := false
 	settle := func() {
-		st.wait()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if !settled {
@@ -335,7 +387,7 @@ func (s *Shipper) ship(b *batch) {
 	}
 	res, rest, err := s.c.sendRouted(ctx, evs, settle)
 	s.c.stats.add(res, err)
-	if errors.Is(context.Cause(ctx), errShutdown) && !st.isWaiting() {
+	if errors.Is(context.Cause(ctx), errShutdown) && st.onWire() {
 		// Cut on the wire: OpenObserve may have stored them.
 		s.c.stats.cut(len(rest))
 	}
@@ -407,7 +459,7 @@ func (s *Shipper) report(ctx context.Context, res Result, err error, rest []tele
 		s.c.gate.pause(now.Add(authPause))
 		s.warnings.error(s.log, now, "auth", nil,
 			"OpenObserve refused the credentials or organization; data is kept while the buffer has room: "+Explain(err))
-	case errors.Is(context.Cause(ctx), errShutdown), errors.Is(context.Cause(ctx), errYield):
+	case errors.Is(context.Cause(ctx), errShutdown), errors.Is(err, errYield):
 		s.keep(rest) // sent by the final drain, or counted as left over
 	default:
 		s.keep(rest)
@@ -541,7 +593,7 @@ func (s *Shipper) shutdown(ctx context.Context, summary func() []telemetry.Event
 	// Batches waiting out a backoff give their slots to the final drain,
 	// which takes the newest records first; theirs go back to the buffer.
 	for _, st := range ships {
-		st.yield()
+		st.yieldNow()
 	}
 	s.poke()
 

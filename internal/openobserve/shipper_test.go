@@ -459,3 +459,88 @@ func TestShipperSlowRetryKeepsTheData(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A batch whose request was on the wire when SHUTDOWN began, and then
+// failed, yields to the final drain instead of retrying its old records in
+// its slot: with one slot, the first request after SHUTDOWN carries the
+// last invocation's lines, not a retry of what was taken before.
+func TestShipperShutdownOnTheWireFailureYields(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp, buf, s, _ := newShipper(t, o2test.Options{}, nil, openobserve.ShipperOptions{InFlight: 1, BatchCount: 2000})
+		var mu sync.Mutex
+		calls := 0
+		s.SetFaultFunc(func(int, *http.Request) *o2test.Fault {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if calls == 1 {
+				return &o2test.Fault{Status: http.StatusServiceUnavailable, Delay: 300 * time.Millisecond}
+			}
+			return nil
+		})
+		old := lines("old", 1000)
+		last := lines("last", 50)
+		buf.Add(old...)
+		time.Sleep(600 * time.Millisecond) // the old batch went out at the linger and is on the wire
+		synctest.Wait()
+		if st := sp.Stats(); st.BufferedRecords != 0 {
+			t.Fatalf("%d records still buffered, want the old batch on the wire", st.BufferedRecords)
+		}
+		buf.Add(last...)
+		shutdownAt := time.Now()
+		ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+		defer cancel()
+		if err := sp.Shutdown(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		exactlyOnce(t, s, append(old, last...))
+		var first []byte
+		for _, rq := range s.Requests() {
+			if !rq.Time.Before(shutdownAt) {
+				first = rq.Body
+				break
+			}
+		}
+		if !strings.Contains(string(first), "last-49 ") {
+			t.Errorf("the first request after SHUTDOWN does not carry the last invocation's newest line: %.80q", first)
+		}
+	})
+}
+
+// A batch's destinations are sent as separate legs: at SHUTDOWN the leg
+// that waits (a tenant stream paused by a 503 with Retry-After) yields,
+// while the logs' request on the wire is let finish, not cut and sent
+// again (which OpenObserve, had it stored them, would duplicate).
+func TestShipperShutdownYieldDoesNotCutASiblingOnTheWire(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp, buf, s, _ := newShipper(t, o2test.Options{}, func(o *openobserve.Options) {
+			o.Routes = map[string]string{"platform.report": "http://o2.test/api/default/reports/_json"}
+		}, openobserve.ShipperOptions{InFlight: 4})
+		s.SetFaultFunc(func(_ int, r *http.Request) *o2test.Fault {
+			if strings.Contains(r.URL.Path, "/reports/") {
+				return &o2test.Fault{Status: http.StatusServiceUnavailable, RetryAfter: "1", Delay: 10 * time.Millisecond}
+			}
+			return &o2test.Fault{Delay: 300 * time.Millisecond}
+		})
+		evs := lines("logs", 100)
+		buf.Add(evs...)
+		buf.Add(telemetry.Event{Time: time.Now(), Type: "platform.report", RequestID: "r1", Record: []byte(`{"requestId":"r1"}`)})
+		time.Sleep(600 * time.Millisecond) // one batch, both legs started at the linger; the report's waits out the pause
+		synctest.Wait()
+		ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+		defer cancel()
+		if err := sp.Shutdown(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		exactlyOnce(t, s, evs)
+		carried := 0
+		for _, rq := range s.Requests() {
+			if strings.Contains(string(rq.Body), "logs-0 ") {
+				carried++
+			}
+		}
+		if carried != 1 {
+			t.Errorf("%d requests carried the logs, want 1: the request on the wire was cut and its records sent again", carried)
+		}
+	})
+}

@@ -350,7 +350,8 @@ func (s *Server) SetFaultFunc(f func(n int, r *http.Request) *Fault) {
 
 // SetBodyFaultFunc sets a fault chosen from a `_json` request's decoded
 // body, for requests that no other fault took (nil: none): e.g. the 400
-// OpenObserve answers to a body holding one record its parser refuses.
+// OpenObserve answers to a body holding one record its parser refuses. Its
+// Delay applies like any fault's.
 func (s *Server) SetBodyFaultFunc(f func(body []byte) *Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -600,7 +601,9 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request, e *Request, r
 		bf := s.bodyFault
 		s.mu.Unlock()
 		if bf != nil {
-			f = bf(b.data)
+			if f = bf(b.data); f != nil {
+				delay += f.Delay
+			}
 		}
 	}
 
