@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -392,17 +393,23 @@ func (e *ext) shutdown(ctx context.Context, deadline time.Time, reason string) {
 		e.log.WithFields(logrus.Fields{"reason": reason, "invocations": e.invocations}).Info("shutdown")
 		return
 	}
-	last := e.lastRequest
+	// The platform.report of the last invocation (Lambda makes it only
+	// after our /next), and of every invocation whose platform.start came
+	// without its report yet (on Managed Instances there is no INVOKE, and
+	// several run at once), within the grace.
 	gctx, gcancel := context.WithTimeout(sctx, min(reportGrace, time.Until(end)/3))
-	if last != "" {
+	waitFor := e.tracker.unreported()
+	if last := e.lastRequest; last != "" && !slices.Contains(waitFor, last) {
+		waitFor = append(waitFor, last)
+	}
+	for _, id := range waitFor {
 		select {
-		case <-e.tracker.wait(last, stageReport):
+		case <-e.tracker.wait(id, stageReport):
 		case <-gctx.Done():
 		}
-		e.tracker.forget(last)
+		e.tracker.forget(id)
 	}
-	// Whatever else is still on its way (on Managed Instances there is no
-	// INVOKE, so no last request to wait for) lands before the final drain:
+	// Whatever else is still on its way lands before the final drain:
 	// wait until the Telemetry API has been quiet for a little longer than
 	// its 25 ms buffering.
 	e.waitQuiet(gctx, quietPeriod)

@@ -86,3 +86,17 @@ func (t *tracker) forget(id string) {
 		}
 	}
 }
+
+// unreported returns the invocations that reached platform.start but not
+// platform.report, oldest first.
+func (t *tracker) unreported() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var ids []string
+	for _, id := range t.order {
+		if st := t.seen[id]; st&stageStart != 0 && st&stageReport == 0 {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
