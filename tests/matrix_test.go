@@ -517,10 +517,13 @@ func mxFaultRun(t *testing.T, name string, env []string, sc lambdatest.Scenario)
 // throughout, so the gaps in the request log are the client's own), every
 // other request is answered 500, and each is retried within a round trip,
 // not after a backoff (the jittered backoff of a run of failures is
-// TestRetryWait's). Nothing is lost or sent twice.
+// TestRetryWait's). Nothing is lost or sent twice. The backoff is set long
+// (a draw up to 2 s, median 1 s) so that a median gap under 400 ms tells
+// the two apart with a wide margin on a loaded machine.
 func mxJitter(t *testing.T, name string) mxRow {
 	h := start(t, lambdatest.Options{FunctionTimeout: 10 * time.Second}, true,
-		"O2_FLUSH_STRATEGY=continuous", "O2_FLUSH_INTERVAL_MS=100", "O2_MAX_IN_FLIGHT=1")
+		"O2_FLUSH_STRATEGY=continuous", "O2_FLUSH_INTERVAL_MS=100", "O2_MAX_IN_FLIGHT=1",
+		"O2_INITIAL_RETRY_DELAY_MS=2000", "O2_MAX_RETRY_DELAY_MS=4000")
 	h.o2.SetFaultFunc(func(n int, _ *http.Request) *o2test.Fault {
 		if n%2 == 1 {
 			return &o2test.Fault{Status: http.StatusInternalServerError}
@@ -554,8 +557,8 @@ func mxJitter(t *testing.T, name string) mxRow {
 		t.Fatalf("only %d retries after a 500 before SHUTDOWN, want 20", len(gaps))
 	}
 	// The median, so that one retry delayed by a loaded machine does not
-	// decide; a backoff would put it at 100 ms or more.
-	if med := gaps[len(gaps)/2]; med >= 100*time.Millisecond {
+	// decide; a backoff would put it near 1 s.
+	if med := gaps[len(gaps)/2]; med >= 400*time.Millisecond {
 		t.Errorf("median gap after a lone 500 is %v (%v .. %v over %d retries), want a retry at once", med, gaps[0], gaps[len(gaps)-1], len(gaps))
 	}
 	t.Logf("%d retry gaps after a 500: %v .. %v", len(gaps), gaps[0], gaps[len(gaps)-1])
