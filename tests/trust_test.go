@@ -16,7 +16,7 @@ package tests
 
 import (
 	"bufio"
-	"bytes"
+	"cmp"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -231,30 +231,22 @@ func TestShutdownSlowBackendExitsBeforeDeadline(t *testing.T) {
 			for j := range want {
 				want[j] = lambdatest.ScenarioLine(marker, 0, j, lineSize)
 			}
-			// Until SHUTDOWN OpenObserve fails fast: the background drain
-			// kicked at INVOKE (leftovers of init) would otherwise chase the
-			// lines as they arrive, and how far it got would depend on the
-			// machine's load. This way all 2 MB are still buffered. The
-			// stuck variant is slow from the start instead.
-			//
-			// From SHUTDOWN on it answers after the latency, except that it
-			// still fails fast whatever comes before the final drain's first
-			// request (the one with the newest line): the thaw that comes
-			// with SHUTDOWN fires the backoff timer of a batch taken before
-			// (a send the extension started before it knew of SHUTDOWN),
-			// and that batch must give its old lines back to the drain, not
-			// get them stored first.
+			// Until SHUTDOWN OpenObserve refuses the credentials (401): the
+			// background drain kicked at INVOKE (leftovers of init) would
+			// otherwise chase the lines as they arrive, and how far it got
+			// would depend on the machine's load. This way all 2 MB are
+			// still buffered. A 401 pauses every send for 2 s, longer than
+			// the freeze between the invocation and SHUTDOWN, so no backoff
+			// timer fires at the thaw that comes with SHUTDOWN (a send the
+			// extension would start before it knew of SHUTDOWN, with the
+			// oldest lines). The stuck variant is slow from the start
+			// instead.
 			stuck := strings.HasPrefix(v.name, "stuck")
-			newest := []byte(fmt.Sprintf(`"%s inv=0 line=%d `, marker, lines-1))
-			var phase atomic.Int32 // 0 before SHUTDOWN, 1 until the drain's first request, 2 after
-			h.o2.SetBodyFaultFunc(func(body []byte) *o2test.Fault {
-				switch {
-				case phase.Load() == 0 && !stuck:
-					return &o2test.Fault{Status: http.StatusServiceUnavailable}
-				case phase.Load() == 1 && !bytes.Contains(body, newest):
-					return &o2test.Fault{Status: http.StatusServiceUnavailable}
+			var shut atomic.Bool
+			h.o2.SetBodyFaultFunc(func([]byte) *o2test.Fault {
+				if !shut.Load() && !stuck {
+					return &o2test.Fault{Status: http.StatusUnauthorized}
 				}
-				phase.CompareAndSwap(1, 2)
 				return &o2test.Fault{Delay: v.latency}
 			})
 			res, err := h.p.Invoke(t.Context(), lambdatest.Invocation{Lines: want, Duration: 50 * time.Millisecond})
@@ -265,7 +257,7 @@ func TestShutdownSlowBackendExitsBeforeDeadline(t *testing.T) {
 				t.Fatalf("%d lines stored before SHUTDOWN, want none", early)
 			}
 			shutdownAt := time.Now()
-			phase.Store(1)
+			shut.Store(true)
 			sres := h.shutdown() // fails unless every extension exited 0 before deadlineMs
 			mu.Lock()
 			if sres.Duration > worst {
@@ -281,16 +273,26 @@ func TestShutdownSlowBackendExitsBeforeDeadline(t *testing.T) {
 				t.Fatalf("no shutdown line\n%s", tail(out))
 			}
 			attempted := map[string]bool{}
+			var log []string // the requests, for a failure's message
 			for _, rq := range h.o2.Requests() {
 				var recs []map[string]any
-				if rq.Time.Before(shutdownAt) || rq.Status == http.StatusServiceUnavailable || json.Unmarshal(rq.Body, &recs) != nil {
+				if json.Unmarshal(rq.Body, &recs) != nil {
 					continue
 				}
+				var first, last string
 				for _, r := range recs {
 					if s, _ := r["record"].(string); strings.HasPrefix(s, marker+" ") {
-						attempted[s] = true
+						// Sent during SHUTDOWN, or on the wire when it came
+						// (never answered: cut at the deadline), which
+						// cannot be recalled.
+						if !rq.Time.Before(shutdownAt) || rq.Status == 0 {
+							attempted[s] = true
+						}
+						first = cmp.Or(first, s)
+						last = s
 					}
 				}
+				log = append(log, fmt.Sprintf("%v %d %.30s..%.30s", rq.Time.Sub(shutdownAt).Round(time.Millisecond), rq.Status, first, last))
 			}
 			if len(attempted) == 0 {
 				t.Fatalf("no buffered line was sent during SHUTDOWN\n%s", tail(out))
@@ -303,7 +305,7 @@ func TestShutdownSlowBackendExitsBeforeDeadline(t *testing.T) {
 			}
 			for _, l := range want[:n] {
 				if attempted[l] {
-					t.Fatalf("line %.40q was sent during SHUTDOWN before the newer line %.40q", l, want[n-1])
+					t.Fatalf("line %.40q was sent during SHUTDOWN before the newer line %.40q; requests (time from SHUTDOWN, status, lines):\n%s\n%s", l, want[n-1], strings.Join(log, "\n"), tail(out))
 				}
 			}
 			n = len(want) - n
