@@ -442,21 +442,23 @@ func (s *Shipper) report(ctx context.Context, res Result, err error, rest []tele
 		// What was stored is unknown: keep it, and try again as after a
 		// failed attempt (the breaker opens, and the next attempt waits
 		// the backoff of the failing streak), not at once.
-		s.keep(rest)
+		// The pause first: records put back before it would be taken
+		// again at once.
 		streak := s.c.gate.fail()
 		s.c.gate.pause(now.Add(max(s.c.retryWait(streak), s.c.o.RetryWaitMin)))
+		s.keep(rest)
 		s.warnings.warn(s.log, now, "unexpected", logrus.Fields{"records": len(rest)},
 			"data is kept and retried: "+Explain(err))
 	case IsTransient(err):
 		// OpenObserve cannot take data now (quota, a node that is not an
 		// ingester, a stream being deleted): keep it, and try again slowly.
-		s.keep(rest)
 		s.c.gate.slowDown(now.Add(slowRetry))
+		s.keep(rest)
 		s.warnings.warn(s.log, now, "transient", logrus.Fields{"records": len(rest)},
 			"data is kept and retried slowly: "+Explain(err))
 	case IsAuth(err):
-		s.keep(rest)
 		s.c.gate.pause(now.Add(authPause))
+		s.keep(rest)
 		s.warnings.error(s.log, now, "auth", nil,
 			"OpenObserve refused the credentials or organization; data is kept while the buffer has room: "+Explain(err))
 	case errors.Is(context.Cause(ctx), errShutdown), errors.Is(err, errYield):
