@@ -25,6 +25,20 @@ type bodyResult struct {
 	status int
 	msg    string
 	err    error
+	// parsed and parseErr cache parseJSON(data): the body is counted when
+	// it is logged and ingested later, and parsed once for both.
+	parsed   any
+	parseErr error
+	isParsed bool
+}
+
+// json returns parseJSON(b.data), parsing once.
+func (b *bodyResult) json() (any, error) {
+	if !b.isParsed {
+		b.parsed, b.parseErr = parseJSON(b.data)
+		b.isParsed = true
+	}
+	return b.parsed, b.parseErr
 }
 
 // readBody decompresses r's body like tower-http's RequestDecompressionLayer
@@ -92,8 +106,8 @@ func badBody(err error) bodyResult {
 
 // countRecords is the number of records a body carries: the array length, 1
 // for any other JSON value, 0 if it is not JSON.
-func countRecords(body []byte) int {
-	v, err := parseJSON(body)
+func countRecords(b *bodyResult) int {
+	v, err := b.json()
 	if err != nil {
 		return 0
 	}
