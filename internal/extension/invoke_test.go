@@ -151,3 +151,19 @@ func TestInvokeHold(t *testing.T) {
 		})
 	}
 }
+
+// An invocation whose runtimeDone does not come before its deadline (a
+// function timing out) gets its /next invokeMargin before the deadline:
+// holding it later would have Lambda report it as timed out.
+func TestInvokeGivesUpBeforeTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := &fakeDelivery{}
+		e := testExt(d, Options{FlushBudget: 2 * time.Second, Strategy: strategy.Options{Forced: strategy.EndOfInvocation}})
+		e.tracker.mark("req", stageStart)
+		start := time.Now()
+		e.invoke(t.Context(), Event{EventType: EventInvoke, RequestID: "req", DeadlineMs: start.Add(time.Second).UnixMilli()})
+		if held, want := time.Since(start), time.Second-invokeMargin; held != want {
+			t.Errorf("held %v, want %v (the deadline less the margin)", held, want)
+		}
+	})
+}

@@ -18,9 +18,13 @@ import (
 
 // Margins keep the extension clear of Lambda's hard deadlines.
 const (
-	// invokeMargin: the most we let a wait run up to an invocation's
-	// deadlineMs; /next must be called before the function times out.
-	invokeMargin = 100 * time.Millisecond
+	// invokeMargin: how long before an invocation's deadlineMs a wait
+	// gives up. /next must come before the function times out, or Lambda
+	// reports a finished invocation as timed out; a sandbox with a
+	// fraction of a vCPU (128 MB) can take tens of milliseconds to wake and
+	// call /next, so the margin is wide. What is not flushed by then goes
+	// in the background, later, not lost.
+	invokeMargin = 300 * time.Millisecond
 	// shutdownMargin: exit this long before SHUTDOWN's deadlineMs, leaving
 	// time for the process to exit before Lambda's SIGKILL.
 	shutdownMargin = 250 * time.Millisecond
