@@ -31,8 +31,10 @@ func (d *fakeDelivery) Flush(ctx context.Context) error {
 	return f(ctx)
 }
 
-func (d *fakeDelivery) Shutdown(context.Context, func() []telemetry.Event) error { return nil }
-func (d *fakeDelivery) Stats() any                                               { return struct{}{} }
+func (d *fakeDelivery) Shutdown(context.Context, func(context.Context), func() []telemetry.Event) error {
+	return nil
+}
+func (d *fakeDelivery) Stats() any { return struct{}{} }
 
 func (d *fakeDelivery) calls() int {
 	d.mu.Lock()

@@ -55,10 +55,11 @@ type Delivery interface {
 	// once, with an error, when the backend is failing: an invocation is
 	// never billed for waiting out a backoff.
 	Flush(ctx context.Context) error
-	// Shutdown drains what is left, most recent first, then sends the
-	// records summary returns, and returns before ctx's deadline. Safe to
-	// call twice.
-	Shutdown(ctx context.Context, summary func() []telemetry.Event) error
+	// Shutdown stops the background sends, calls settle (the wait for
+	// late telemetry), drains what is left, most recent first, then sends
+	// the records summary returns, and returns before ctx's deadline. Safe
+	// to call twice.
+	Shutdown(ctx context.Context, settle func(context.Context), summary func() []telemetry.Event) error
 	// Stats returns the delivery counters; their JSON object's fields go
 	// into the summary record.
 	Stats() any
@@ -397,29 +398,33 @@ func (e *ext) shutdown(ctx context.Context, deadline time.Time, reason string) {
 		e.log.WithFields(logrus.Fields{"reason": reason, "invocations": e.invocations}).Info("shutdown")
 		return
 	}
-	// The platform.report of the last invocation (Lambda makes it only
-	// after our /next), and of every invocation whose platform.start came
-	// without its report yet (on Managed Instances there is no INVOKE, and
-	// several run at once), within the grace.
-	gctx, gcancel := context.WithTimeout(sctx, min(reportGrace, time.Until(end)/3))
-	waitFor := e.tracker.unreported()
-	if last := e.lastRequest; last != "" && !slices.Contains(waitFor, last) {
-		waitFor = append(waitFor, last)
-	}
-	for _, id := range waitFor {
-		select {
-		case <-e.tracker.wait(id, stageReport):
-		case <-gctx.Done():
+	settle := func(ctx context.Context) {
+		// The platform.report of the last invocation (Lambda makes it only
+		// after our /next), and of every invocation whose platform.start
+		// came without its report yet (on Managed Instances there is no
+		// INVOKE, and several run at once), within the grace.
+		gctx, gcancel := context.WithTimeout(ctx, min(reportGrace, time.Until(end)/3))
+		defer gcancel()
+		waitFor := e.tracker.unreported()
+		if last := e.lastRequest; last != "" && !slices.Contains(waitFor, last) {
+			waitFor = append(waitFor, last)
 		}
-		e.tracker.forget(id)
+		for _, id := range waitFor {
+			select {
+			case <-e.tracker.wait(id, stageReport):
+			case <-gctx.Done():
+			}
+			e.tracker.forget(id)
+		}
+		// Whatever else is still on its way lands before the final drain:
+		// wait until the Telemetry API has been quiet for a little longer
+		// than its 25 ms buffering.
+		e.waitQuiet(gctx, quietPeriod)
 	}
-	// Whatever else is still on its way lands before the final drain:
-	// wait until the Telemetry API has been quiet for a little longer than
-	// its 25 ms buffering.
-	e.waitQuiet(gctx, quietPeriod)
-	gcancel()
-
-	_ = e.delivery.Shutdown(sctx, func() []telemetry.Event {
+	// The delivery stops its background sends at once (a batch taken
+	// before SHUTDOWN gives its old records back rather than retry them),
+	// settles, then drains newest first.
+	_ = e.delivery.Shutdown(sctx, settle, func() []telemetry.Event {
 		return []telemetry.Event{{Time: time.Now(), Type: SummaryType, Record: e.summary(reason)}}
 	})
 	lctx, lcancel := context.WithTimeout(context.Background(), 20*time.Millisecond)

@@ -119,7 +119,7 @@ func BenchmarkShipperThroughput(b *testing.B) {
 				opts := options(s.URL())
 				buf := telemetry.NewBuffer(64 << 20)
 				sp := openobserve.NewShipper(openobserve.NewClient(opts), buf, openobserve.ShipperOptions{InFlight: inFlight})
-				defer func() { _ = sp.Shutdown(context.Background(), nil) }()
+				defer func() { _ = sp.Shutdown(context.Background(), nil, nil) }()
 				evs := burstLines(20000)
 				records := 0
 				for b.Loop() {

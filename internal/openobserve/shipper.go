@@ -237,7 +237,9 @@ type Shipper struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every change below
 	urgent  int           // Flush calls waiting: take without lingering
-	final   bool          // Shutdown's drain: newest first, no lingering
+	// stopping: Shutdown has begun; no batch is taken until the final
+	// drain (final), newest first and without lingering.
+	stopping, final bool
 	// unsettled counts batches whose first attempts are still running: a
 	// Flush waits for them, but not for a batch that waits out a backoff.
 	unsettled int
@@ -339,7 +341,7 @@ type batch struct {
 func (s *Shipper) next(now time.Time) (*batch, time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.buf.Len() == 0 {
+	if s.buf.Len() == 0 || (s.stopping && !s.final) {
 		return nil, time.Time{}
 	}
 	if until, paused := s.c.gate.paused(now); paused && !s.final {
@@ -552,16 +554,22 @@ func (s *Shipper) Flush(ctx context.Context) error {
 	}
 }
 
-// Shutdown drains the buffer with every request slot, newest records first,
+// Shutdown first stops the background: no new batch is taken, batches
+// waiting out a backoff give their records back at once, and those on the
+// wire give them back if their attempt fails, instead of retrying old
+// records. Then it calls settle (if set) with a context bounded by the
+// drain's time: the lifecycle's wait for late telemetry (the last
+// platform.report), which lands in the buffer before the drain. The drain
+// then sends the buffer with every request slot, newest records first,
 // until drainStop before ctx's deadline, lets the requests on the wire
 // finish until summaryReserve before it, then cuts them, sends the records
 // summary returns (the extension's final tally, built once the drain is
-// over), and returns exitMargin before the deadline. Records still buffered then
-// are lost, and logged. It is safe to call more than once: later calls
-// wait for the first, within their own ctx.
-func (s *Shipper) Shutdown(ctx context.Context, summary func() []telemetry.Event) error {
+// over), and returns exitMargin before the deadline. Records still
+// buffered then are lost, and logged. It is safe to call more than once:
+// later calls wait for the first, within their own ctx.
+func (s *Shipper) Shutdown(ctx context.Context, settle func(context.Context), summary func() []telemetry.Event) error {
 	s.shutdownOnce.Do(func() {
-		s.shutdown(ctx, summary)
+		s.shutdown(ctx, settle, summary)
 		close(s.shutdownDone)
 	})
 	select {
@@ -572,7 +580,7 @@ func (s *Shipper) Shutdown(ctx context.Context, summary func() []telemetry.Event
 	}
 }
 
-func (s *Shipper) shutdown(ctx context.Context, summary func() []telemetry.Event) {
+func (s *Shipper) shutdown(ctx context.Context, settle func(context.Context), summary func() []telemetry.Event) {
 	end, ok := ctx.Deadline()
 	if !ok {
 		end = time.Now().Add(defaultShutdown)
@@ -584,19 +592,28 @@ func (s *Shipper) shutdown(ctx context.Context, summary func() []telemetry.Event
 	scale := func(d time.Duration) time.Duration { return min(d, time.Until(end)*d/(2*drainStop)) }
 	stop, reserve, margin := scale(drainStop), scale(summaryReserve), scale(exitMargin)
 	s.mu.Lock()
-	s.final = true
+	s.stopping = true
 	ships := make([]*shipState, 0, len(s.ships))
 	for st := range s.ships {
 		ships = append(ships, st)
 	}
 	s.broadcastLocked()
 	s.mu.Unlock()
-	s.c.gate.setFinal()
-	// Batches waiting out a backoff give their slots to the final drain,
-	// which takes the newest records first; theirs go back to the buffer.
+	// Batches taken before SHUTDOWN give their records back to the final
+	// drain, which takes the newest first with every slot.
 	for _, st := range ships {
 		st.yieldNow()
 	}
+	if settle != nil {
+		sctx, cancel := context.WithDeadline(ctx, end.Add(-stop))
+		settle(sctx)
+		cancel()
+	}
+	s.mu.Lock()
+	s.final = true
+	s.broadcastLocked()
+	s.mu.Unlock()
+	s.c.gate.setFinal()
 	s.poke()
 
 	dctx, cancel := context.WithDeadline(ctx, end.Add(-stop))

@@ -98,7 +98,7 @@ func newShipper(t *testing.T, so o2test.Options, o func(*openobserve.Options), s
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		_ = sp.Shutdown(ctx, nil)
+		_ = sp.Shutdown(ctx, nil, nil)
 	})
 	return sp, buf, s, cc
 }
@@ -305,7 +305,7 @@ func TestShipperShutdownKeepsWhatMatters(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
 		defer cancel()
 		var tally openobserve.Stats
-		err := sp.Shutdown(ctx, func() []telemetry.Event {
+		err := sp.Shutdown(ctx, nil, func() []telemetry.Event {
 			tally = sp.Stats()
 			return []telemetry.Event{{Time: time.Now(), Type: "o2-extension.summary", Record: []byte(fmt.Sprintf(`{"delivered":%d}`, tally.Delivered))}}
 		})
@@ -335,7 +335,7 @@ func TestShipperShutdownKeepsWhatMatters(t *testing.T) {
 			t.Errorf("summary says %d delivered, the stand-in stored %d", tally.Delivered, delivered)
 		}
 		// A second call returns at once.
-		if err := sp.Shutdown(ctx, nil); err != nil {
+		if err := sp.Shutdown(ctx, nil, nil); err != nil {
 			t.Errorf("second Shutdown: %v", err)
 		}
 	})
@@ -351,7 +351,7 @@ func TestShipperShutdownHangingBackend(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
 		defer cancel()
 		start := time.Now()
-		_ = sp.Shutdown(ctx, func() []telemetry.Event { return lines("summary", 1) })
+		_ = sp.Shutdown(ctx, nil, func() []telemetry.Event { return lines("summary", 1) })
 		if d := time.Since(start); d > 1500*time.Millisecond {
 			t.Errorf("Shutdown took %v, past its deadline", d)
 		}
@@ -390,7 +390,7 @@ func TestShipperShutdownAfterAnOutage(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
 		defer cancel()
 		start := time.Now()
-		if err := sp.Shutdown(ctx, func() []telemetry.Event { return lines("summary", 1) }); err != nil {
+		if err := sp.Shutdown(ctx, nil, func() []telemetry.Event { return lines("summary", 1) }); err != nil {
 			t.Fatal(err)
 		}
 		// The drain starts at once, not after a backoff: 9 batches, 4 at a
@@ -437,7 +437,7 @@ func TestShipperSlowRetryKeepsTheData(t *testing.T) {
 				})
 				buf := telemetry.NewBuffer(1 << 20)
 				sp := openobserve.NewShipper(openobserve.NewClient(o), buf, openobserve.ShipperOptions{})
-				defer func() { _ = sp.Shutdown(context.Background(), nil) }()
+				defer func() { _ = sp.Shutdown(context.Background(), nil, nil) }()
 				evs := lines("q", 10)
 				buf.Add(evs...)
 				if err := sp.Flush(t.Context()); !errors.Is(err, openobserve.ErrFailing) {
@@ -490,7 +490,7 @@ func TestShipperShutdownOnTheWireFailureYields(t *testing.T) {
 		shutdownAt := time.Now()
 		ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
 		defer cancel()
-		if err := sp.Shutdown(ctx, nil); err != nil {
+		if err := sp.Shutdown(ctx, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		exactlyOnce(t, s, append(old, last...))
@@ -529,7 +529,7 @@ func TestShipperShutdownYieldDoesNotCutASiblingOnTheWire(t *testing.T) {
 		synctest.Wait()
 		ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
 		defer cancel()
-		if err := sp.Shutdown(ctx, nil); err != nil {
+		if err := sp.Shutdown(ctx, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		exactlyOnce(t, s, evs)
@@ -541,6 +541,58 @@ func TestShipperShutdownYieldDoesNotCutASiblingOnTheWire(t *testing.T) {
 		}
 		if carried != 1 {
 			t.Errorf("%d requests carried the logs, want 1: the request on the wire was cut and its records sent again", carried)
+		}
+	})
+}
+
+// While Shutdown settles (the lifecycle waits for the last report), the
+// background sends nothing: the batch on the wire that fails then gives
+// its old records back instead of retrying them, and no new batch is
+// taken; the drain after it starts with the newest records, the ones that
+// arrived during the settling included.
+func TestShipperShutdownSettlesBeforeTheDrain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp, buf, s, _ := newShipper(t, o2test.Options{}, nil, openobserve.ShipperOptions{InFlight: 4, BatchCount: 2000})
+		var mu sync.Mutex
+		calls := 0
+		s.SetFaultFunc(func(int, *http.Request) *o2test.Fault {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if calls == 1 {
+				return &o2test.Fault{Status: http.StatusServiceUnavailable, Delay: 300 * time.Millisecond}
+			}
+			return nil
+		})
+		old := lines("old", 1000)
+		report := lines("report", 1)
+		buf.Add(old...)
+		time.Sleep(600 * time.Millisecond) // the old batch is on the wire, answered 503 at 800 ms
+		synctest.Wait()
+		settleStart := time.Now()
+		var settleEnd time.Time
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		err := sp.Shutdown(ctx, func(context.Context) {
+			time.Sleep(400 * time.Millisecond) // the last report comes late
+			buf.Add(report...)
+			settleEnd = time.Now()
+		}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exactlyOnce(t, s, append(old, report...))
+		var after []o2test.Request
+		for _, rq := range s.Requests() {
+			if !rq.Time.Before(settleStart) {
+				after = append(after, rq)
+			}
+		}
+		if len(after) == 0 || after[0].Time.Before(settleEnd) {
+			t.Fatalf("a request went out while Shutdown settled (%d requests after it began)", len(after))
+		}
+		if !strings.Contains(string(after[0].Body), "report-0 ") {
+			t.Errorf("the drain's first request does not carry the record that came while settling: %.80q", after[0].Body)
 		}
 	})
 }
