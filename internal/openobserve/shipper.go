@@ -117,11 +117,13 @@ func (l *leg) yieldIfAskedLocked() {
 }
 
 // begin is called right before an attempt goes on the wire; it reports
-// false if the leg yielded, or yields now.
+// false if the leg yielded. A leg whose request went through does not
+// yield at its next request (the rest of the batch): that request may
+// carry the remaining parts of a record split across requests, and giving
+// the record back would send its first parts twice.
 func (l *leg) begin() bool {
 	l.st.mu.Lock()
 	defer l.st.mu.Unlock()
-	l.yieldIfAskedLocked()
 	if l.yielded {
 		return false
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -593,6 +594,47 @@ func TestShipperShutdownSettlesBeforeTheDrain(t *testing.T) {
 		}
 		if !strings.Contains(string(after[0].Body), "report-0 ") {
 			t.Errorf("the drain's first request does not carry the record that came while settling: %.80q", after[0].Body)
+		}
+	})
+}
+
+// A record split into parts across several requests, whose first request
+// is on the wire when SHUTDOWN comes, goes on to its last part: giving it
+// back at the next request would send its first parts twice.
+func TestShipperShutdownDoesNotSplitARecordTwice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sp, buf, s, _ := newShipper(t, o2test.Options{}, func(o *openobserve.Options) {
+			o.MaxBatchBytes = 64 << 10
+			o.MaxRecordBytes = 16 << 10
+		}, openobserve.ShipperOptions{InFlight: 1})
+		s.SetLatency(300 * time.Millisecond)
+		huge := strings.Repeat("0123456789abcdef", 200<<10/16)
+		buf.Add(telemetry.Event{Time: time.Now(), Type: "function", Record: []byte(strconv.Quote(huge))})
+		time.Sleep(100 * time.Millisecond) // the first of its requests is on the wire
+		synctest.Wait()
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		defer cancel()
+		if err := sp.Shutdown(ctx, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		parts := map[string]int{}
+		n := 0
+		for _, r := range s.StreamRecords("default", "lambda") {
+			if p, ok := r["part"].(string); ok {
+				parts[p]++
+				n++
+			}
+		}
+		if n < 4 {
+			t.Fatalf("%d parts stored, want the record split over several requests", n)
+		}
+		for p, c := range parts {
+			if c != 1 {
+				t.Errorf("part %s stored %d times", p, c)
+			}
+		}
+		if len(parts) != n {
+			t.Errorf("%d distinct parts of %d stored", len(parts), n)
 		}
 	})
 }
