@@ -28,7 +28,8 @@ Subcommands:
            leave DIST_DIR/o2-extension, built for this machine, to run
            --health-check locally
   test     the project's full test suite: check, go test -race ./..., then a
-           short fuzz of the telemetry decoder (FUZZTIME, default 10s)
+           short fuzz of the telemetry decoder and of the OTLP receiver's
+           (FUZZTIME, default 10s each)
   check    go vet ./... and gofmt (fails listing unformatted files)
   clean    remove the zips, version files and local binary from DIST_DIR
   version  print the version the build would stamp into the binary (the
@@ -225,6 +226,10 @@ test)
 	# FUZZTIME=10m ./build.sh test.
 	echo "==> go test -fuzz=FuzzDecodeBatch -fuzztime=${FUZZTIME:-10s} ./internal/telemetry"
 	go test -run='^$' -fuzz=FuzzDecodeBatch -fuzztime="${FUZZTIME:-10s}" ./internal/telemetry
+	# And of the OTLP receiver's decoding (protobuf and JSON, split and
+	# partial_success accounting).
+	echo "==> go test -fuzz=FuzzDecode -fuzztime=${FUZZTIME:-10s} ./internal/otlpreceiver"
+	go test -run='^$' -fuzz='^FuzzDecode$' -fuzztime="${FUZZTIME:-10s}" ./internal/otlpreceiver
 	;;
 check) check ;;
 clean) clean ;;

@@ -6,9 +6,11 @@ package tests
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -56,13 +58,32 @@ type harness struct {
 }
 
 // o2Env is the configuration that points the extension at the stand-in.
+// The OTLP receiver is off: the tests run many sandboxes at once on one
+// machine, and each would take 127.0.0.1:4318; a test that wants it sets
+// O2_OTLP_PORT to a free port (otlpPort) after these.
 func o2Env(o2 *o2test.Server) []string {
 	return []string{
 		"O2_ENDPOINT=" + o2.URL(),
 		"O2_ORGANIZATION_ID=" + org,
 		"O2_STREAM=" + stream,
 		"O2_AUTHORIZATION_HEADER=" + o2test.BasicAuth(o2test.DefaultEmail, o2test.DefaultSecret),
+		noOTLP,
 	}
+}
+
+// noOTLP turns the OTLP receiver off; see o2Env.
+const noOTLP = "O2_OTLP_PORT=0"
+
+// otlpPort returns a loopback port free at the time of the call, for a
+// test that runs the OTLP receiver ("O2_OTLP_PORT=" + port).
+func otlpPort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
 // start launches the platform with the binary. env comes after the
@@ -77,10 +98,11 @@ func start(t *testing.T, lo lambdatest.Options, withO2 bool, env ...string) *har
 }
 
 // launch starts the platform running the binary with lo.Env and then env,
-// stopped when the test ends.
+// stopped when the test ends. The OTLP receiver is off unless lo.Env or env
+// sets O2_OTLP_PORT (see o2Env).
 func (h *harness) launch(lo lambdatest.Options, env ...string) *harness {
 	h.t.Helper()
-	lo.Env = append(lo.Env, env...)
+	lo.Env = append(append([]string{noOTLP}, lo.Env...), env...)
 	lo.Extensions = []string{binary}
 	ctx, cancel := context.WithTimeout(h.t.Context(), 30*time.Second)
 	defer cancel()

@@ -188,6 +188,11 @@ func run(ctx context.Context, args []string, e env, stdout io.Writer) error {
 			}
 		}
 	}
+	// The demo's function exports no OpenTelemetry data, and the demo may
+	// run beside a sandbox (a test, another demo) that holds 4318: the
+	// OTLP receiver is off unless O2_OTLP_PORT says otherwise (it comes
+	// later, so it wins).
+	extEnv = append([]string{"O2_OTLP_PORT=0"}, extEnv...)
 	if f.strategy != "" {
 		extEnv = append(extEnv, "O2_FLUSH_STRATEGY="+f.strategy)
 	}

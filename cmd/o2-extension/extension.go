@@ -18,6 +18,7 @@ import (
 	"github.com/o2-extension/o2-extension/internal/extension"
 	"github.com/o2-extension/o2-extension/internal/openobserve"
 	"github.com/o2-extension/o2-extension/internal/otlp"
+	"github.com/o2-extension/o2-extension/internal/otlpreceiver"
 	"github.com/o2-extension/o2-extension/internal/strategy"
 	"github.com/o2-extension/o2-extension/internal/telemetry"
 	"github.com/o2-extension/o2-extension/internal/tenant"
@@ -82,6 +83,17 @@ func runExtension(ctx context.Context, getenv func(string) string, environ []str
 		opts.ListenAddr = addr
 		opts.DestinationHost = host
 		opts.BufferBytes = cfg.MaxBufferBytes
+		opts.Buffer = telemetry.NewBuffer(cfg.MaxBufferBytes)
+		if rcv := startReceiver(cfg, opts.Buffer, log); rcv != nil {
+			// Run closes it at SHUTDOWN; this is for the paths that
+			// return before (registration failed).
+			defer func() {
+				cctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+				_ = rcv.Close(cctx)
+				cancel()
+			}()
+			opts.Receiver = receiver{rcv}
+		}
 		opts.FlushBudget = cfg.FlushBudget
 		opts.Strategy = strategy.Options{
 			Auto:        auto,
@@ -93,6 +105,31 @@ func runExtension(ctx context.Context, getenv func(string) string, environ []str
 	}
 	return extension.Run(ctx, opts)
 }
+
+// startReceiver starts the OTLP receiver for the function's own SDK on
+// 127.0.0.1:O2_OTLP_PORT, filling buf; nil when O2_OTLP_PORT is 0, or when
+// the port cannot be bound: that is logged, and the rest runs as usual
+// (fail open). Binding is synchronous and cheap (no I/O beyond the
+// socket), so it can run before registration.
+func startReceiver(cfg config.Config, buf *telemetry.Buffer, log *logrus.Entry) *otlpreceiver.Receiver {
+	if cfg.OTLPPort == 0 {
+		return nil
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.OTLPPort))
+	rcv, err := otlpreceiver.Listen(otlpreceiver.Options{Addr: addr, Buffer: buf, MaxBatchBytes: cfg.MaxBatchBytes})
+	if err != nil {
+		log.WithError(err).Errorf("OTLP receiver: cannot listen on %s (O2_OTLP_PORT=%d): the function's own OpenTelemetry data is not received; everything else is forwarded as usual (set O2_OTLP_PORT to a free port, or 0 to turn the receiver off)",
+			addr, cfg.OTLPPort)
+		return nil
+	}
+	return rcv
+}
+
+// receiver is the OTLP receiver as the extension sees it.
+type receiver struct{ *otlpreceiver.Receiver }
+
+// Stats implements extension.Receiver: the summary's otlp* fields.
+func (r receiver) Stats() any { return r.Receiver.Stats().Fields() }
 
 // newCredential returns the source of the Authorization value when it is
 // kept in Secrets Manager or SSM, nil when it is O2_AUTHORIZATION_HEADER.
@@ -134,12 +171,17 @@ func clientOptions(cfg config.Config, getenv func(string) string, log *logrus.En
 		routes = map[string]string{tenant.RecordType: tcfg.IngestURL()}
 	}
 	o := openobserve.Options{
-		IngestURL:      cfg.IngestURL(),
-		Routes:         routes,
-		HealthURL:      cfg.HealthURL(),
-		OrgCheckURL:    cfg.OrgCheckURL(),
-		MetricsURL:     ifOn(cfg.Metrics, cfg.MetricsURL()),
-		TracesURL:      ifOn(cfg.Traces, cfg.TracesURL()),
+		IngestURL:   cfg.IngestURL(),
+		Routes:      routes,
+		HealthURL:   cfg.HealthURL(),
+		OrgCheckURL: cfg.OrgCheckURL(),
+		// The function's own traces and metrics (the OTLP receiver) go
+		// where the platform's do, whatever O2_METRICS and O2_TRACES say:
+		// those control only what the extension derives itself.
+		MetricsURL:     ifOn(cfg.Metrics || cfg.OTLPPort != 0, cfg.MetricsURL()),
+		TracesURL:      ifOn(cfg.Traces || cfg.OTLPPort != 0, cfg.TracesURL()),
+		LogsURL:        ifOn(cfg.OTLPPort != 0, cfg.LogsURL()),
+		LogsStream:     cfg.Stream,
 		Authorization:  cfg.Authorization,
 		MaxBatchBytes:  cfg.MaxBatchBytes,
 		MaxRecordBytes: cfg.MaxRecordBytes,
@@ -326,11 +368,12 @@ func startFields(cfg config.Config) logrus.Fields {
 		host = u.Host
 	}
 	f := logrus.Fields{
-		"version":  version,
-		"endpoint": host,
-		"org":      cfg.Organization,
-		"stream":   cfg.Stream,
-		"strategy": string(cfg.FlushStrategy),
+		"version":   version,
+		"endpoint":  host,
+		"org":       cfg.Organization,
+		"stream":    cfg.Stream,
+		"strategy":  string(cfg.FlushStrategy),
+		"otlp_port": cfg.OTLPPort, // 0: the receiver is off
 	}
 	if c := buildCommit(); c != "" {
 		f["commit"] = c

@@ -60,6 +60,7 @@ type Config struct {
 	MaxRetryDelay          time.Duration     // O2_MAX_RETRY_DELAY_MS
 	LogLevel               string            // O2_LOG_LEVEL: trace, debug, info, warn or error
 	ListenerPort           int               // O2_LISTENER_PORT: 0 lets the OS choose
+	OTLPPort               int               // O2_OTLP_PORT: the OTLP/HTTP receiver on 127.0.0.1; 0 turns it off
 	FlushStrategy          Strategy          // O2_FLUSH_STRATEGY
 	HighFrequencyThreshold float64           // O2_HIGH_FREQUENCY_THRESHOLD: invocations per minute
 	RateWindow             time.Duration     // O2_RATE_WINDOW_MS
@@ -104,6 +105,7 @@ func Default() Config {
 		MaxRetryDelay:          1000 * time.Millisecond,
 		LogLevel:               "info",
 		ListenerPort:           0,
+		OTLPPort:               4318,
 		FlushStrategy:          StrategyAuto,
 		HighFrequencyThreshold: 10,
 		RateWindow:             300000 * time.Millisecond,
@@ -190,6 +192,14 @@ func Load(getenv func(string) string, environ []string) (Config, []string, error
 		}
 		c.MaxRecordBytes = c.MaxBatchBytes
 	}
+	if c.OTLPPort != 0 && c.OTLPPort == c.ListenerPort {
+		// Both would bind 127.0.0.1 where sandbox.localdomain is not in
+		// /etc/hosts (a laptop, CI): the telemetry listener, bound second,
+		// would fail, and nothing would be forwarded. The logs matter more.
+		warns = append(warns, fmt.Sprintf("%s and %s are both %d: the OTLP receiver is turned off; give it another port",
+			envOTLPPort, envListenerPort, c.OTLPPort))
+		c.OTLPPort = 0
+	}
 	if c.InitialRetryDelay > c.MaxRetryDelay {
 		if given[envInitialRetryDelay] {
 			warns = append(warns, fmt.Sprintf("%s: %s is larger than %s (%s); using %s",
@@ -263,6 +273,9 @@ func (c Config) crossProblems() []error {
 		errs = append(errs, fmt.Errorf("%s: %d is larger than %s (%d): a record must fit in one request",
 			envMaxRecordBytes, c.MaxRecordBytes, envMaxBatchBytes, c.MaxBatchBytes))
 	}
+	if c.OTLPPort != 0 && c.OTLPPort == c.ListenerPort {
+		errs = append(errs, fmt.Errorf("%s and %s are both %d", envOTLPPort, envListenerPort, c.OTLPPort))
+	}
 	if c.InitialRetryDelay > c.MaxRetryDelay {
 		errs = append(errs, fmt.Errorf("%s: %s is larger than %s (%s)",
 			envInitialRetryDelay, formatMs(c.InitialRetryDelay), envMaxRetryDelay, formatMs(c.MaxRetryDelay)))
@@ -320,6 +333,12 @@ func (c Config) MetricsURL() string {
 // says otherwise).
 func (c Config) TracesURL() string {
 	return strings.TrimRight(c.Endpoint, "/") + "/api/" + url.PathEscape(c.Organization) + "/v1/traces"
+}
+
+// LogsURL returns {endpoint}/api/{org}/v1/logs, OpenObserve's OTLP/HTTP
+// logs endpoint (the stream in a stream-name header: O2_STREAM).
+func (c Config) LogsURL() string {
+	return strings.TrimRight(c.Endpoint, "/") + "/api/" + url.PathEscape(c.Organization) + "/v1/logs"
 }
 
 // OrgCheckURL returns {endpoint}/api/{org}/_license: a read-only route

@@ -86,6 +86,7 @@ func TestDefault(t *testing.T) {
 		InitialRetryDelay:      100 * time.Millisecond,
 		MaxRetryDelay:          time.Second,
 		LogLevel:               "info",
+		OTLPPort:               4318,
 		FlushStrategy:          config.StrategyAuto,
 		HighFrequencyThreshold: 10,
 		RateWindow:             5 * time.Minute,
@@ -190,6 +191,10 @@ func TestLoadParsesEachVariable(t *testing.T) {
 			func(c *config.Config) { c.ListenerPort = 4243 }},
 		{"listener port bounds", map[string]string{"O2_LISTENER_PORT": "65535"},
 			func(c *config.Config) { c.ListenerPort = 65535 }},
+		{"otlp port", map[string]string{"O2_OTLP_PORT": "14318"},
+			func(c *config.Config) { c.OTLPPort = 14318 }},
+		{"otlp port off", map[string]string{"O2_OTLP_PORT": "0"},
+			func(c *config.Config) { c.OTLPPort = 0 }},
 		{"flush strategy case-insensitive", map[string]string{"O2_FLUSH_STRATEGY": "Continuous"},
 			func(c *config.Config) { c.FlushStrategy = config.StrategyContinuous }},
 		{"flush strategy end", map[string]string{"O2_FLUSH_STRATEGY": "end"},
@@ -295,6 +300,7 @@ var allSet = map[string]string{
 	"O2_MAX_RETRY_DELAY_MS":                 "40",
 	"O2_LOG_LEVEL":                          "error",
 	"O2_LISTENER_PORT":                      "7070",
+	"O2_OTLP_PORT":                          "7071",
 	"O2_FLUSH_STRATEGY":                     "periodic",
 	"O2_HIGH_FREQUENCY_THRESHOLD":           "30",
 	"O2_RATE_WINDOW_MS":                     "20000",
@@ -524,6 +530,17 @@ func TestLoadRepairs(t *testing.T) {
 			"O2_LISTENER_PORT: 9001 is reserved by the Lambda Runtime API (allowed 0 or 1024..65535, except 9001); using the default 0", nil},
 		{"port not a number", map[string]string{"O2_LISTENER_PORT": "http"},
 			`O2_LISTENER_PORT: "http" is not a whole number (allowed 0 or 1024..65535, except 9001); using the default 0`, nil},
+		{"otlp port out of range", map[string]string{"O2_OTLP_PORT": "99999"},
+			"O2_OTLP_PORT: 99999 is out of range (allowed 0 or 1024..65535, except 9001); using the default 4318", nil},
+		{"otlp port privileged", map[string]string{"O2_OTLP_PORT": "-1"},
+			"O2_OTLP_PORT: -1 is out of range (allowed 0 or 1024..65535, except 9001); using the default 4318", nil},
+		{"otlp port runtime api", map[string]string{"O2_OTLP_PORT": "9001"},
+			"O2_OTLP_PORT: 9001 is reserved by the Lambda Runtime API (allowed 0 or 1024..65535, except 9001); using the default 4318", nil},
+		{"otlp port not a number", map[string]string{"O2_OTLP_PORT": "4318/tcp"},
+			`O2_OTLP_PORT: "4318/tcp" is not a whole number (allowed 0 or 1024..65535, except 9001); using the default 4318`, nil},
+		{"otlp port is the listener's", map[string]string{"O2_LISTENER_PORT": "4318"},
+			"O2_OTLP_PORT and O2_LISTENER_PORT are both 4318: the OTLP receiver is turned off; give it another port",
+			func(c *config.Config) { c.ListenerPort, c.OTLPPort = 4318, 0 }},
 		{"strategy", map[string]string{"O2_FLUSH_STRATEGY": "sometimes"},
 			`O2_FLUSH_STRATEGY: "sometimes" is not a flush strategy (allowed auto, end, continuous, periodic); using the default auto`, nil},
 		{"threshold zero", map[string]string{"O2_HIGH_FREQUENCY_THRESHOLD": "0"},
@@ -715,6 +732,10 @@ func TestValidate(t *testing.T) {
 			[]string{"O2_HIGH_FREQUENCY_THRESHOLD: NaN is out of range"}},
 		{"port", func(c *config.Config) { c.ListenerPort = 1023 },
 			[]string{"O2_LISTENER_PORT: 1023 is out of range"}},
+		{"otlp port", func(c *config.Config) { c.OTLPPort = 70000 },
+			[]string{"O2_OTLP_PORT: 70000 is out of range"}},
+		{"otlp port clash", func(c *config.Config) { c.OTLPPort, c.ListenerPort = 5000, 5000 },
+			[]string{"O2_OTLP_PORT and O2_LISTENER_PORT are both 5000"}},
 		{"bad fields", func(c *config.Config) { c.Fields = map[string]string{"": "x", "a.b": "y", "level": "z", "ok": "1"} },
 			[]string{"O2_FIELDS: a key is empty", `O2_FIELDS: key "a.b"`, `O2_FIELDS: key "level" is reserved`}},
 		{"cross-field", func(c *config.Config) {
@@ -869,6 +890,7 @@ func TestRedacted(t *testing.T) {
 		"O2_MAX_RETRY_DELAY_MS=1000",
 		"O2_LOG_LEVEL=info",
 		"O2_LISTENER_PORT=0",
+		"O2_OTLP_PORT=4318",
 		"O2_FLUSH_STRATEGY=auto",
 		"O2_HIGH_FREQUENCY_THRESHOLD=10",
 		"O2_RATE_WINDOW_MS=300000",
@@ -1009,6 +1031,9 @@ func TestURLs(t *testing.T) {
 			}
 			if got, want := c.TracesURL(), base+"/v1/traces"; got != want {
 				t.Errorf("TracesURL() = %q, want %q", got, want)
+			}
+			if got, want := c.LogsURL(), base+"/v1/logs"; got != want {
+				t.Errorf("LogsURL() = %q, want %q", got, want)
 			}
 		})
 	}

@@ -27,6 +27,7 @@ const (
 	envInitialRetryDelay = "O2_INITIAL_RETRY_DELAY_MS"
 	envMaxRetryDelay     = "O2_MAX_RETRY_DELAY_MS"
 	envListenerPort      = "O2_LISTENER_PORT"
+	envOTLPPort          = "O2_OTLP_PORT"
 	envFlushBudget       = "O2_FLUSH_BUDGET_MS"
 	envFields            = "O2_FIELDS"
 	envTenantStream      = "O2_TENANT_STREAM"
@@ -203,8 +204,22 @@ var settings = []setting{
 			c.ListenerPort = int(max(min(n, math.MaxInt32), math.MinInt32))
 			return nil
 		},
-		check: func(c Config) error { return checkPort(c.ListenerPort) },
+		check: func(c Config) error { return checkPort(envListenerPort, c.ListenerPort) },
 		show:  func(c Config) string { return strconv.Itoa(c.ListenerPort) },
+	},
+	{
+		name: envOTLPPort,
+		desc: "port of the OTLP/HTTP receiver on 127.0.0.1 for the function's own OpenTelemetry SDK (traces, metrics and logs, sent to {endpoint}/api/{org}/v1/traces, /v1/metrics and /v1/logs whatever O2_METRICS and O2_TRACES say); 0 turns it off",
+		parse: func(c *Config, v string) error {
+			n, err := parseWhole(envOTLPPort, v, "", portRange)
+			if err != nil {
+				return err // a port too large for int64 gets the default too
+			}
+			c.OTLPPort = int(max(min(n, math.MaxInt32), math.MinInt32))
+			return nil
+		},
+		check: func(c Config) error { return checkPort(envOTLPPort, c.OTLPPort) },
+		show:  func(c Config) string { return strconv.Itoa(c.OTLPPort) },
 	},
 	{
 		name: "O2_FLUSH_STRATEGY",
@@ -291,9 +306,9 @@ var settings = []setting{
 		},
 		show: func(c Config) string { return c.MinLevel },
 	},
-	boolSetting("O2_METRICS", "send each invocation's numbers (duration, memory, errors, cold starts...) as OTLP metrics to {endpoint}/api/{org}/v1/metrics",
+	boolSetting("O2_METRICS", "send each invocation's numbers (duration, memory, errors, cold starts...) as OTLP metrics to {endpoint}/api/{org}/v1/metrics (the function's own metrics, from O2_OTLP_PORT, go there either way)",
 		func(c *Config) *bool { return &c.Metrics }),
-	boolSetting("O2_TRACES", "send a trace per invocation (init, runtime, response, post-runtime spans) to {endpoint}/api/{org}/v1/traces, and put its trace_id and span_id on the invocation's log records",
+	boolSetting("O2_TRACES", "send a trace per invocation (init, runtime, response, post-runtime spans) to {endpoint}/api/{org}/v1/traces, and put its trace_id and span_id on the invocation's log records (the function's own spans, from O2_OTLP_PORT, go there either way)",
 		func(c *Config) *bool { return &c.Traces }),
 	boolSetting("O2_TENANT_REPORT", "send per-customer memory reports to OpenObserve",
 		func(c *Config) *bool { return &c.TenantReport }),
@@ -525,14 +540,15 @@ func parseWhole(name, v, what, allowed string) (int64, error) {
 	return n, nil
 }
 
-func checkPort(p int) error {
+// checkPort judges the port setting name.
+func checkPort(name string, p int) error {
 	switch {
 	case p == runtimeAPIPort:
-		return fmt.Errorf("%s: %d is reserved by the Lambda Runtime API (allowed %s)", envListenerPort, p, portRange)
+		return fmt.Errorf("%s: %d is reserved by the Lambda Runtime API (allowed %s)", name, p, portRange)
 	case p == 0, p >= 1024 && p <= 65535:
 		return nil
 	default:
-		return fmt.Errorf("%s: %d is out of range (allowed %s)", envListenerPort, p, portRange)
+		return fmt.Errorf("%s: %d is out of range (allowed %s)", name, p, portRange)
 	}
 }
 

@@ -65,6 +65,21 @@ type Delivery interface {
 	Stats() any
 }
 
+// Receiver is another source that fills the buffer beside the Telemetry
+// API listener: the OTLP receiver for the function's own SDK.
+type Receiver interface {
+	// Close stops taking data: from its start nothing more is buffered.
+	// It returns by ctx's deadline.
+	Close(ctx context.Context) error
+	// Stats returns its counters; their JSON object's fields go into the
+	// summary record.
+	Stats() any
+}
+
+// receiverClose bounds the receiver's Close at SHUTDOWN: its handlers
+// only read, decode and buffer, in well under this.
+const receiverClose = 100 * time.Millisecond
+
 // Options configure Run.
 type Options struct {
 	RuntimeAPI string // AWS_LAMBDA_RUNTIME_API, host:port
@@ -87,6 +102,17 @@ type Options struct {
 
 	BufferBytes int           // bound of the whole buffer
 	FlushBudget time.Duration // the most an end-of-invocation flush may hold /next
+
+	// Buffer, if set, is the buffer the listener fills, made by the caller
+	// because another source (Receiver) fills it too; nil means a new one
+	// of BufferBytes.
+	Buffer *telemetry.Buffer
+	// Receiver, if set, fills Buffer too. It is closed at SHUTDOWN once
+	// late telemetry had its grace and before the final drain, so that the
+	// drain takes everything it received; and at once if telemetry cannot
+	// start (nothing would deliver what it takes). Its counters go into
+	// the summary record.
+	Receiver Receiver
 
 	// Strategy chooses the flush mode per invocation.
 	Strategy strategy.Options
@@ -195,7 +221,10 @@ func Run(ctx context.Context, o Options) error {
 // startTelemetry binds the listener, subscribes and starts the flusher.
 func (e *ext) startTelemetry(ctx context.Context) error {
 	o := e.o
-	e.buf = telemetry.NewBuffer(o.BufferBytes)
+	e.buf = o.Buffer
+	if e.buf == nil {
+		e.buf = telemetry.NewBuffer(o.BufferBytes)
+	}
 	ln, err := telemetry.Listen(telemetry.ListenerOptions{
 		Addr:    o.ListenAddr,
 		Buffer:  e.buf,
@@ -234,6 +263,7 @@ func (e *ext) startTelemetry(ctx context.Context) error {
 }
 
 func (e *ext) stopTelemetry() {
+	e.closeReceiver(100 * time.Millisecond)
 	if e.listener != nil {
 		cctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		_ = e.listener.Close(cctx)
@@ -395,6 +425,7 @@ func (e *ext) shutdown(ctx context.Context, deadline time.Time, reason string) {
 	sctx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
 	if e.delivery == nil {
+		e.closeReceiver(min(receiverClose, time.Until(end)))
 		e.log.WithFields(logrus.Fields{"reason": reason, "invocations": e.invocations}).Info("shutdown")
 		return
 	}
@@ -420,6 +451,10 @@ func (e *ext) shutdown(ctx context.Context, deadline time.Time, reason string) {
 		// wait until the Telemetry API has been quiet for a little longer
 		// than its 25 ms buffering.
 		e.waitQuiet(gctx, quietPeriod)
+		gcancel()
+		// The function's SDK may export during the grace too (a runtime's
+		// SIGTERM hook); from here on what the receiver took is all there is.
+		e.closeReceiver(min(receiverClose, time.Until(end)/4))
 	}
 	// The delivery stops its background sends at once (a batch taken
 	// before SHUTDOWN gives its old records back rather than retry them),
@@ -438,6 +473,18 @@ func (e *ext) shutdown(ctx context.Context, deadline time.Time, reason string) {
 		"buffered_left":   e.buf.Len(),
 		"dropped_records": st["droppedRecords"],
 	}).Info("shutdown")
+}
+
+// closeReceiver closes the receiver, if any, within d.
+func (e *ext) closeReceiver(d time.Duration) {
+	if e.o.Receiver == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := e.o.Receiver.Close(ctx); err != nil {
+		e.log.WithError(err).Debug("OTLP receiver: close")
+	}
 }
 
 // deliveryStats is the delivery's counters as a JSON object's fields.
@@ -528,10 +575,19 @@ func (e *ext) summary(reason string) json.RawMessage {
 		s.Modes = map[string]int{s.Mode: s.Invocations}
 	}
 	own, _ := json.Marshal(s)
-	delivery, err := json.Marshal(e.delivery.Stats())
-	if err != nil || len(delivery) < 2 || delivery[0] != '{' || string(delivery) == "{}" {
-		return own
+	own = splice(own, e.delivery.Stats())
+	if e.o.Receiver != nil {
+		own = splice(own, e.o.Receiver.Stats())
 	}
-	// Two objects become one: {own...,delivery...}.
-	return append(append(own[:len(own)-1:len(own)-1], ','), delivery[1:]...)
+	return own
+}
+
+// splice adds the fields of stats' JSON object to the object obj.
+func splice(obj []byte, stats any) []byte {
+	more, err := json.Marshal(stats)
+	if err != nil || len(more) < 2 || more[0] != '{' || string(more) == "{}" {
+		return obj
+	}
+	// Two objects become one: {obj...,more...}.
+	return append(append(obj[:len(obj)-1:len(obj)-1], ','), more[1:]...)
 }

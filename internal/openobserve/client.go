@@ -58,10 +58,15 @@ type Options struct {
 	// OrgCheckURL is {endpoint}/api/{org}/_license, the health check's
 	// read-only probe of the credentials and the organization.
 	OrgCheckURL string
-	// MetricsURL and TracesURL are {endpoint}/api/{org}/v1/metrics and
-	// /v1/traces, where events of MetricsEventType and TracesEventType go
-	// (see otlp.go); empty drops such events.
-	MetricsURL, TracesURL string
+	// MetricsURL, TracesURL and LogsURL are {endpoint}/api/{org}/v1/metrics,
+	// /v1/traces and /v1/logs, where events of MetricsEventType,
+	// TracesEventType and LogsEventType go (see otlp.go); empty drops such
+	// events.
+	MetricsURL, TracesURL, LogsURL string
+	// LogsStream is the stream the OTLP logs go to, sent in OpenObserve's
+	// stream-name header; empty sends none (OpenObserve then uses
+	// "default").
+	LogsStream string
 	// Authorization is the Authorization header value, sent as is. It is a
 	// secret: it never appears in errors or logs.
 	Authorization string
@@ -279,9 +284,10 @@ type Result struct {
 	// TypeConflicts is the part of Failed that OpenObserve refused because
 	// a value could not be cast to its column's type.
 	TypeConflicts int
-	// Signals is the number of OTLP bodies (metrics, traces) delivered;
-	// SignalsDropped those refused for good; SignalsRejected the data
-	// points and spans OpenObserve rejected in its partial_success.
+	// Signals is the number of OTLP bodies (metrics, traces, logs)
+	// delivered; SignalsDropped those refused for good; SignalsRejected the
+	// data points, spans and log records OpenObserve rejected in its
+	// partial_success.
 	Signals, SignalsDropped, SignalsRejected int
 	// Error is OpenObserve's last per-record error text, or a note that a
 	// 2xx reply could not be read.
@@ -404,6 +410,8 @@ func (c *Client) route(evs []telemetry.Event) []group {
 			url = "otlp:metrics"
 		case ev.Type == TracesEventType:
 			url = "otlp:traces"
+		case ev.Type == LogsEventType:
+			url = "otlp:logs"
 		default:
 			if u, ok := c.o.Routes[ev.Type]; ok {
 				url = u
@@ -418,6 +426,9 @@ func (c *Client) route(evs []telemetry.Event) []group {
 				g.signal = &sig
 			case TracesEventType:
 				sig := c.tracesSignal()
+				g.signal = &sig
+			case LogsEventType:
+				sig := c.logsSignal()
 				g.signal = &sig
 			}
 			groups = append(groups, g)
@@ -713,11 +724,12 @@ func gzipBytes(b []byte) []byte {
 // most maxReplyBody). A non-2xx final reply is a *StatusError; a retry given
 // up for the deadline wraps ErrDeadline. Every attempt counts in res.
 func (c *Client) do(ctx context.Context, url string, body []byte, gzipped bool, res *Result, waiting func()) ([]byte, error) {
-	return c.doAs(ctx, url, "application/json", body, gzipped, res, waiting)
+	return c.doAs(ctx, url, "application/json", nil, body, gzipped, res, waiting)
 }
 
-// doAs is do with a Content-Type of the caller's.
-func (c *Client) doAs(ctx context.Context, url, contentType string, body []byte, gzipped bool, res *Result, waiting func()) ([]byte, error) {
+// doAs is do with a Content-Type of the caller's, and header's fields set
+// on the request too.
+func (c *Client) doAs(ctx context.Context, url, contentType string, header http.Header, body []byte, gzipped bool, res *Result, waiting func()) ([]byte, error) {
 	auth, err := c.authorization(ctx)
 	if err != nil {
 		return nil, err
@@ -728,6 +740,9 @@ func (c *Client) doAs(ctx context.Context, url, contentType string, body []byte,
 	}
 	c.setHeaders(req.Header, auth, true, gzipped)
 	req.Header.Set("Content-Type", contentType)
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	st := &retryState{c: c, waiting: waiting}
 	rc := &retryablehttp.Client{
 		HTTPClient:   c.send,

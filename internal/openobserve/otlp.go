@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
+	collogspb "go.opentelemetry.io/proto/slim/otlp/collector/logs/v1"
 	colmetricspb "go.opentelemetry.io/proto/slim/otlp/collector/metrics/v1"
 	coltracepb "go.opentelemetry.io/proto/slim/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -16,12 +16,22 @@ import (
 )
 
 // Event types whose Record is an OTLP/HTTP protobuf body rather than a log
-// record (internal/otlp makes them; the names are its MetricsType and
-// TracesType). Send posts them to Options.MetricsURL and TracesURL.
+// record: internal/otlp makes the platform's metrics and traces (its
+// MetricsType and TracesType), internal/otlpreceiver the function's own
+// traces, metrics and logs (its TracesType, MetricsType and LogsType).
+// Send posts them to Options.MetricsURL, TracesURL and LogsURL.
 const (
 	MetricsEventType = "o2-extension.otlp.metrics"
 	TracesEventType  = "o2-extension.otlp.traces"
+	LogsEventType    = "o2-extension.otlp.logs"
 )
+
+// streamHeader names the stream of an OTLP logs (or traces) request:
+// OpenObserve's ZO_GRPC_STREAM_HEADER_KEY, "stream-name" by default
+// (config/src/config.rs line 1276 at fbab9b80; read by otlp_logs_write,
+// api/ingest/src/request/logs/ingest.rs lines 477-479). Without it the
+// logs go to the stream "default".
+const streamHeader = "stream-name"
 
 // contentTypeProto is the only protobuf Content-Type OpenObserve's OTLP
 // handlers take: they compare it exactly (openobserve-api.md §12).
@@ -31,13 +41,18 @@ const contentTypeProto = "application/x-protobuf"
 type signal struct {
 	name string
 	url  string
+	// header is set on each request (the logs' stream-name).
+	header http.Header
+	// stop says which setting stops sending the signal, for the message
+	// when OpenObserve refuses it.
+	stop string
 	// rejected reads an Export…ServiceResponse: how many items the server
 	// rejected and why.
 	rejected func(reply []byte) (n int64, msg string, err error)
 }
 
 func (c *Client) metricsSignal() signal {
-	return signal{name: "metrics", url: c.o.MetricsURL, rejected: func(b []byte) (int64, string, error) {
+	return signal{name: "metrics", url: c.o.MetricsURL, stop: "O2_METRICS=false stops the platform's, O2_OTLP_PORT=0 the function's", rejected: func(b []byte) (int64, string, error) {
 		var r colmetricspb.ExportMetricsServiceResponse
 		if err := unmarshalReply(b, &r); err != nil {
 			return 0, "", err
@@ -48,7 +63,7 @@ func (c *Client) metricsSignal() signal {
 }
 
 func (c *Client) tracesSignal() signal {
-	return signal{name: "traces", url: c.o.TracesURL, rejected: func(b []byte) (int64, string, error) {
+	return signal{name: "traces", url: c.o.TracesURL, stop: "O2_TRACES=false stops the platform's, O2_OTLP_PORT=0 the function's", rejected: func(b []byte) (int64, string, error) {
 		var r coltracepb.ExportTraceServiceResponse
 		if err := unmarshalReply(b, &r); err != nil {
 			return 0, "", err
@@ -56,6 +71,27 @@ func (c *Client) tracesSignal() signal {
 		ps := r.GetPartialSuccess()
 		return ps.GetRejectedSpans(), ps.GetErrorMessage(), nil
 	}}
+}
+
+// logsSignal is the function's own OTLP logs, to the stream
+// Options.LogsStream names. OpenObserve answers them with an
+// ExportLogsServiceResponse in protobuf whatever the request's encoding,
+// with rejected_log_records for records outside its time window
+// (core/src/logs/otlp.rs lines 527-545).
+func (c *Client) logsSignal() signal {
+	s := signal{name: "logs", url: c.o.LogsURL, stop: "O2_OTLP_PORT=0 stops them", rejected: func(b []byte) (int64, string, error) {
+		var r collogspb.ExportLogsServiceResponse
+		if err := unmarshalReply(b, &r); err != nil {
+			return 0, "", err
+		}
+		ps := r.GetPartialSuccess()
+		return ps.GetRejectedLogRecords(), ps.GetErrorMessage(), nil
+	}}
+	if c.o.LogsStream != "" {
+		s.header = http.Header{}
+		s.header.Set(streamHeader, c.o.LogsStream)
+	}
+	return s
 }
 
 // unmarshalReply reads an OTLP reply: protobuf, as OpenObserve answers a
@@ -71,7 +107,9 @@ func unmarshalReply(b []byte, m proto.Message) error {
 	return protojson.Unmarshal(b, m)
 }
 
-func isOTLP(typ string) bool { return typ == MetricsEventType || typ == TracesEventType }
+func isOTLP(typ string) bool {
+	return typ == MetricsEventType || typ == TracesEventType || typ == LogsEventType
+}
 
 // postSignal posts evs' bodies concatenated (protobuf messages merge: the
 // repeated resource_metrics or resource_spans of each body append), as few
@@ -106,8 +144,8 @@ func (c *Client) postSignal(ctx context.Context, s signal, evs []telemetry.Event
 				return evs[i:], fmt.Errorf("openobserve: send %d %s bodies: %w", len(evs)-i, s.name, err)
 			}
 			res.SignalsDropped += len(evs) - i
-			res.Error = c.redact(fmt.Sprintf("%s: %d bodies dropped, refused: %s (O2_%s=false stops sending them)",
-				s.name, len(evs)-i, Explain(err), strings.ToUpper(s.name)))
+			res.Error = c.redact(fmt.Sprintf("%s: %d bodies dropped, refused: %s (%s)",
+				s.name, len(evs)-i, Explain(err), s.stop))
 			return nil, nil
 		}
 		i = j
@@ -139,10 +177,10 @@ func (c *Client) postProto(ctx context.Context, s signal, body []byte, n int, re
 	if gz {
 		wire = gzipBytes(body)
 	}
-	reply, err := c.doAs(ctx, s.url, contentTypeProto, wire, gz, res, waiting)
+	reply, err := c.doAs(ctx, s.url, contentTypeProto, s.header, wire, gz, res, waiting)
 	if se, ok := errors.AsType[*StatusError](err); ok && gz && se.Code == http.StatusUnsupportedMediaType {
 		c.noGzip.Store(true)
-		reply, err = c.doAs(ctx, s.url, contentTypeProto, body, false, res, waiting)
+		reply, err = c.doAs(ctx, s.url, contentTypeProto, s.header, body, false, res, waiting)
 	}
 	if err != nil {
 		return err

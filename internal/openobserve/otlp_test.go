@@ -3,12 +3,16 @@ package openobserve_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	collogspb "go.opentelemetry.io/proto/slim/otlp/collector/logs/v1"
 	colmetricspb "go.opentelemetry.io/proto/slim/otlp/collector/metrics/v1"
 	coltracepb "go.opentelemetry.io/proto/slim/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/slim/otlp/common/v1"
+	logspb "go.opentelemetry.io/proto/slim/otlp/logs/v1"
 	metricspb "go.opentelemetry.io/proto/slim/otlp/metrics/v1"
 	tracepb "go.opentelemetry.io/proto/slim/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
@@ -16,6 +20,7 @@ import (
 	"github.com/o2-extension/o2-extension/internal/openobserve"
 	"github.com/o2-extension/o2-extension/internal/openobserve/o2test"
 	"github.com/o2-extension/o2-extension/internal/otlp"
+	"github.com/o2-extension/o2-extension/internal/otlpreceiver"
 	"github.com/o2-extension/o2-extension/internal/telemetry"
 )
 
@@ -179,5 +184,94 @@ func TestSendOTLPWithoutURL(t *testing.T) {
 	res, rest, err := c.Send(t.Context(), append(textEvents(2, time.Now()), traceEvent(t, 1)))
 	if err != nil || len(rest) != 0 || res.SignalsDropped != 1 || len(s.Records()) != 2 || len(s.Spans()) != 0 {
 		t.Errorf("res %+v rest %d err %v", res, len(rest), err)
+	}
+}
+
+func TestOTLPTypesAreTheReceivers(t *testing.T) {
+	if openobserve.TracesEventType != otlpreceiver.TracesType || openobserve.MetricsEventType != otlpreceiver.MetricsType ||
+		openobserve.LogsEventType != otlpreceiver.LogsType {
+		t.Fatal("the client and the OTLP receiver disagree on the event types")
+	}
+}
+
+// logsEvent is one buffered OTLP logs body of n records at time at.
+func logsEvent(t *testing.T, n int, at time.Time) telemetry.Event {
+	t.Helper()
+	sl := &logspb.ScopeLogs{}
+	for i := range n {
+		sl.LogRecords = append(sl.LogRecords, &logspb.LogRecord{TimeUnixNano: uint64(at.UnixNano()),
+			Body: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: "otlp line " + strconv.Itoa(i)}}})
+	}
+	b, err := proto.Marshal(&collogspb.ExportLogsServiceRequest{ResourceLogs: []*logspb.ResourceLogs{{ScopeLogs: []*logspb.ScopeLogs{sl}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return telemetry.Event{Time: at, Type: openobserve.LogsEventType, Record: b}
+}
+
+// OTLP logs go to /v1/logs with the stream in stream-name, protobuf,
+// beside the _json logs; records OpenObserve rejects (outside its time
+// window) are counted from rejected_log_records.
+func TestSendOTLPLogs(t *testing.T) {
+	s := o2test.Run(t, o2test.Options{})
+	o := otlpOptions(s.URL())
+	o.LogsURL = s.URL() + "/api/default/v1/logs"
+	o.LogsStream = "lambda_logs"
+	c := openobserve.NewClient(o)
+	evs := append(textEvents(2, time.Now()), logsEvent(t, 3, time.Now()), logsEvent(t, 2, time.Now().Add(-10*time.Hour)), traceEvent(t, 1))
+	res, rest, err := c.Send(t.Context(), evs)
+	if err != nil || len(rest) != 0 {
+		t.Fatalf("Send: %v, %d undelivered", err, len(rest))
+	}
+	if res.Sent != 2 || res.Signals != 3 || res.SignalsRejected != 2 || !strings.Contains(res.Error, "logs: 2 rejected: Too old data") {
+		t.Errorf("result %+v", res)
+	}
+	logs := s.Logs()
+	if len(logs) != 3 {
+		t.Fatalf("%d OTLP log records stored, want 3", len(logs))
+	}
+	for _, l := range logs {
+		if l.Stream != "lambda_logs" || !strings.HasPrefix(l.Body, "otlp line ") {
+			t.Errorf("stored %+v", l)
+		}
+	}
+	var logReqs int
+	for _, r := range s.OTLPRequests() {
+		if strings.HasSuffix(r.Path, "/v1/logs") {
+			logReqs++
+			if r.ContentType != "application/x-protobuf" || r.Header.Get("stream-name") != "lambda_logs" || r.Status != 200 {
+				t.Errorf("logs request: %q, stream-name %q, status %d", r.ContentType, r.Header.Get("stream-name"), r.Status)
+			}
+		}
+	}
+	if logReqs != 1 {
+		t.Errorf("%d /v1/logs requests, want the two bodies in one", logReqs)
+	}
+}
+
+// A failing /v1/logs keeps its events for the buffer (retried later), like
+// the other signals; without a LogsURL they are dropped and counted.
+func TestSendOTLPLogsFailures(t *testing.T) {
+	s := o2test.New(o2test.Options{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/v1/logs") {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		s.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	o := otlpOptions(srv.URL)
+	o.LogsURL = srv.URL + "/api/default/v1/logs"
+	c := openobserve.NewClient(o)
+	res, rest, err := c.Send(t.Context(), append(textEvents(2, time.Now()), logsEvent(t, 1, time.Now())))
+	if err == nil || len(rest) != 1 || rest[0].Type != openobserve.LogsEventType || res.Sent != 2 {
+		t.Errorf("503: res %+v, rest %d, err %v", res, len(rest), err)
+	}
+
+	c = openobserve.NewClient(otlpOptions(srv.URL))
+	res, rest, err = c.Send(t.Context(), append(textEvents(1, time.Now()), logsEvent(t, 1, time.Now())))
+	if err != nil || len(rest) != 0 || res.SignalsDropped != 1 || !strings.Contains(res.Error, "logs: no URL") {
+		t.Errorf("no URL: res %+v, rest %d, err %v", res, len(rest), err)
 	}
 }

@@ -219,6 +219,10 @@ func (b *Buffer) Bytes() int {
 	return b.bytes
 }
 
+// Cap is the buffer's bound in bytes (as counted by Event.Size): events
+// adding up to more than this can never all be queued at once.
+func (b *Buffer) Cap() int { return b.max }
+
 // Dropped reports how many records and bytes were dropped since the buffer
 // was made.
 func (b *Buffer) Dropped() (records, bytes uint64) {

@@ -127,6 +127,7 @@ type OTLPRequest struct {
 type otlpStore struct {
 	metrics []Metric
 	spans   []Span
+	logs    []LogRecord // otlplogs.go
 	reqs    []OTLPRequest
 }
 
@@ -168,14 +169,14 @@ func (s *Server) OTLPRequests() []OTLPRequest {
 	return out
 }
 
-// matchOTLPRoute splits /api/{org}/v1/metrics or /v1/traces.
+// matchOTLPRoute splits /api/{org}/v1/metrics, /v1/traces or /v1/logs.
 func matchOTLPRoute(path string) (org, signal string, ok bool) {
 	rest, ok := strings.CutPrefix(path, "/api/")
 	if !ok {
 		return "", "", false
 	}
 	parts := strings.Split(rest, "/")
-	if len(parts) != 3 || parts[1] != "v1" || (parts[2] != "metrics" && parts[2] != "traces") {
+	if len(parts) != 3 || parts[1] != "v1" || (parts[2] != "metrics" && parts[2] != "traces" && parts[2] != "logs") {
 		return "", "", false
 	}
 	return parts[0], parts[2], true
@@ -206,25 +207,29 @@ func (s *Server) serveOTLP(w http.ResponseWriter, r *http.Request, rawOrg, signa
 	}
 }
 
-// processOTLP answers in OpenObserve's order: encoding (415), auth (401),
-// org (404), body errors (413/400), content type (400), decoding (400),
-// then ingestion; what it stores is stored before the reply is written.
+// processOTLP answers in OpenObserve's order: encoding (415), auth (401)
+// and the organization rules (orgs.go: 401, 404, or the org created),
+// body errors (413/400), content type (400), decoding (400), then
+// ingestion; what it stores is stored before the reply is written. Logs
+// have their own rules for the rest (otlplogs.go).
 func (s *Server) processOTLP(r *http.Request, rawOrg, signal string, b bodyResult) reply {
 	if b.status == http.StatusUnsupportedMediaType {
 		return reply{status: b.status, header: http.Header{"Accept-Encoding": {"gzip,deflate"}}}
 	}
-	if rep, ok := s.authenticate(r.Header); !ok {
+	// Authentication and the organization rules of every ingestion write
+	// (orgs.go), as for `_json`.
+	org, err := unescapeSegment(rawOrg)
+	if rep, ok := s.authorize(r.Header, org, ingestionWrite); !ok {
 		return rep
 	}
-	org, err := unescapeSegment(rawOrg)
 	if err != nil {
 		return textReply(http.StatusBadRequest, "Invalid URL: "+err.Error())
 	}
-	if len(s.orgs) > 0 && !s.orgs[org] {
-		return textReply(http.StatusNotFound, "Organization not found")
-	}
 	if b.status != 0 {
 		return textReply(b.status, b.msg)
+	}
+	if signal == "logs" {
+		return s.processOTLPLogs(r, org, b.data) // otlplogs.go
 	}
 	ct := r.Header.Get("Content-Type")
 	if ct == "" && signal == "traces" {

@@ -166,7 +166,7 @@ func TestOTLPStoresAndReplies(t *testing.T) {
 // Decompression, authentication and the org check come first, as for
 // `_json`; a body that does not decode is 400.
 func TestOTLPErrors(t *testing.T) {
-	s := New(Options{Orgs: []string{"default"}})
+	s := New(Options{Orgs: []string{"default"}, NoAutoCreateOrg: true})
 	body := marshal(t, metricsRequest(), false)
 	ct := http.Header{"Content-Type": {"application/x-protobuf"}}
 	if rec := do(t, s.Handler(), http.MethodPost, "/api/default/v1/metrics", body, ct); rec.Code != 401 {
