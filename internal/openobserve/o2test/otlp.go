@@ -1,6 +1,7 @@
 package o2test
 
 import (
+	"cmp"
 	"encoding/hex"
 	"fmt"
 	"maps"
@@ -73,6 +74,8 @@ type Metric struct {
 	Attributes       map[string]any // the data point's, keys as sent
 	Resource         map[string]any // the resource's, keys as sent
 	ScopeName, Scope string         // instrumentation scope name and version
+	// Stored is when the stand-in stored it (before it answered).
+	Stored time.Time
 }
 
 // Fields is the record OpenObserve stores for the point: normalised column
@@ -110,10 +113,14 @@ type Span struct {
 	Resource                      map[string]any
 	StatusCode                    tracepb.Status_StatusCode
 	StatusMessage                 string
+	// Stored is when the stand-in stored it (before it answered).
+	Stored time.Time
 }
 
 // OTLPRequest is one request to an OTLP route.
 type OTLPRequest struct {
+	// Time is when it was received.
+	Time        time.Time
 	Path        string
 	Header      http.Header
 	ContentType string
@@ -129,6 +136,19 @@ type otlpStore struct {
 	spans   []Span
 	logs    []LogRecord // otlplogs.go
 	reqs    []OTLPRequest
+	// calls counts the requests; faultFunc picks their faults.
+	calls     int
+	faultFunc func(n int, r *http.Request) *Fault
+}
+
+// SetOTLPFaultFunc sets the policy for the n-th (1-based, counted since New
+// or Reset) request to an OTLP route, like SetFaultFunc for `_json`; nil
+// clears it, and a nil return means no fault. Of a Fault only Delay,
+// Status, RetryAfter and Message apply. f is called without any lock held.
+func (s *Server) SetOTLPFaultFunc(f func(n int, r *http.Request) *Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.otlp.faultFunc = f
 }
 
 // Metrics returns the stored data points, in arrival order.
@@ -189,11 +209,32 @@ func (s *Server) serveOTLP(w http.ResponseWriter, r *http.Request, rawOrg, signa
 		w.WriteHeader(http.StatusMethodNotAllowed)
 		return
 	}
+	received := time.Now()
+	s.mu.Lock()
+	s.otlp.calls++
+	n, ff := s.otlp.calls, s.otlp.faultFunc
+	s.mu.Unlock()
+	var f *Fault
+	if ff != nil {
+		f = ff(n, r)
+	}
 	b := s.readBody(r)
-	rep := s.processOTLP(r, rawOrg, signal, b)
+	if f != nil && !s.pause(r.Context(), f.Delay) {
+		s.abandon(w, r)
+		return
+	}
+	var rep reply
+	if f != nil && f.Status != 0 {
+		rep = jsonReply(f.Status, errorBody{Code: f.Status, Message: cmp.Or(f.Message, http.StatusText(f.Status), "injected fault")})
+		if f.RetryAfter != "" {
+			rep.header.Set("Retry-After", f.RetryAfter)
+		}
+	} else {
+		rep = s.processOTLP(r, rawOrg, signal, b)
+	}
 	s.mu.Lock()
 	s.otlp.reqs = append(s.otlp.reqs, OTLPRequest{
-		Path: r.URL.EscapedPath(), Header: r.Header.Clone(), ContentType: r.Header.Get("Content-Type"),
+		Time: received, Path: r.URL.EscapedPath(), Header: r.Header.Clone(), ContentType: r.Header.Get("Content-Type"),
 		Body: b.data, Status: rep.status,
 	})
 	s.notifyLocked()
@@ -265,6 +306,10 @@ func (s *Server) processOTLP(r *http.Request, rawOrg, signal string, b bodyResul
 		}
 		var pts []Metric
 		pts, rejected = metricPoints(org, &req)
+		now := time.Now()
+		for i := range pts {
+			pts[i].Stored = now
+		}
 		s.mu.Lock()
 		s.otlp.metrics = append(s.otlp.metrics, pts...)
 		s.mu.Unlock()
@@ -284,6 +329,10 @@ func (s *Server) processOTLP(r *http.Request, rawOrg, signal string, b bodyResul
 		}
 		var spans []Span
 		spans, rejected = traceSpans(org, NormalizeStream(stream), &req)
+		now := time.Now()
+		for i := range spans {
+			spans[i].Stored = now
+		}
 		s.mu.Lock()
 		s.otlp.spans = append(s.otlp.spans, spans...)
 		s.mu.Unlock()
