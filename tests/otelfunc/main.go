@@ -41,6 +41,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -61,6 +62,33 @@ type result struct {
 	// RootID is the root span's id; Children the others', in order.
 	RootID   string
 	Children []string
+	// Points counts the data points each successful metric export carried,
+	// by metric name: what must arrive.
+	Points map[string]int
+}
+
+// countingExporter counts the data points the metric exports that
+// succeeded carried.
+type countingExporter struct {
+	sdkmetric.Exporter
+	points map[string]int
+}
+
+func (c *countingExporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
+	if err := c.Exporter.Export(ctx, rm); err != nil {
+		return err
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				c.points[m.Name] += len(d.DataPoints)
+			case metricdata.Histogram[float64]:
+				c.points[m.Name] += len(d.DataPoints)
+			}
+		}
+	}
+	return nil
 }
 
 func main() {
@@ -102,10 +130,15 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	if err != nil {
 		return fmt.Errorf("trace exporter: %w", err)
 	}
-	me, err := otlpmetrichttp.New(ctx)
+	// Delta temporality, as Lambda functions are told to use (each
+	// invocation exports what it measured, and the shutdown after a flush
+	// has nothing left to send).
+	me, err := otlpmetrichttp.New(ctx, otlpmetrichttp.WithTemporalitySelector(
+		func(sdkmetric.InstrumentKind) metricdata.Temporality { return metricdata.DeltaTemporality }))
 	if err != nil {
 		return fmt.Errorf("metric exporter: %w", err)
 	}
+	counted := &countingExporter{Exporter: me, points: map[string]int{}}
 	le, err := otlploghttp.New(ctx)
 	if err != nil {
 		return fmt.Errorf("log exporter: %w", err)
@@ -114,7 +147,7 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	// default parent-based sampler would follow and export nothing.
 	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(te),
 		sdktrace.WithSampler(sdktrace.AlwaysSample()))
-	reader := sdkmetric.NewPeriodicReader(me)
+	reader := sdkmetric.NewPeriodicReader(counted)
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(reader))
 	lp := sdklog.NewLoggerProvider(sdklog.WithResource(res), sdklog.WithProcessor(sdklog.NewBatchProcessor(le)))
 
@@ -177,5 +210,6 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 			return fmt.Errorf("flush: %w", err)
 		}
 	}
+	out.Points = counted.points
 	return json.NewEncoder(os.Stdout).Encode(out)
 }

@@ -64,10 +64,13 @@ type Metric struct {
 	Name, Stream string
 	Unit         string
 	// Kind is "gauge", "sum", "histogram", "exponential_histogram" or
-	// "summary"; only gauge and sum points carry a Value.
+	// "summary"; only gauge and sum points carry a Value, only histogram
+	// points (both kinds) a Count and Sum. Summary points are not stored.
 	Kind  string
 	Value float64
-	// Temporality and Monotonic are a sum's.
+	Count uint64
+	Sum   float64
+	// Temporality is a sum's or a histogram's; Monotonic a sum's.
 	Temporality      metricspb.AggregationTemporality
 	Monotonic        bool
 	Time, StartTime  time.Time
@@ -354,6 +357,14 @@ func (s *Server) processOTLP(r *http.Request, rawOrg, signal string, b bodyResul
 	return reply{status: http.StatusOK, header: http.Header{"Content-Type": {contentTypeProto}}, body: out}
 }
 
+// histPoint is a histogram's data point: base with the point's fields.
+func histPoint(base Metric, attrs []*commonpb.KeyValue, t, start, count uint64, sum float64) Metric {
+	base.Attributes = attrMap(attrs)
+	base.Time, base.StartTime = time.Unix(0, int64(t)), time.Unix(0, int64(start))
+	base.Count, base.Sum = count, sum
+	return base
+}
+
 // metricPoints flattens a request into data points; a metric without data
 // counts as one rejected point.
 func metricPoints(org string, req *colmetricspb.ExportMetricsServiceRequest) ([]Metric, int64) {
@@ -376,8 +387,16 @@ func metricPoints(org string, req *colmetricspb.ExportMetricsServiceRequest) ([]
 					base.Temporality, base.Monotonic = d.Sum.GetAggregationTemporality(), d.Sum.GetIsMonotonic()
 				case *metricspb.Metric_Histogram:
 					base.Kind = "histogram"
+					base.Temporality = d.Histogram.GetAggregationTemporality()
+					for _, dp := range d.Histogram.GetDataPoints() {
+						out = append(out, histPoint(base, dp.GetAttributes(), dp.GetTimeUnixNano(), dp.GetStartTimeUnixNano(), dp.GetCount(), dp.GetSum()))
+					}
 				case *metricspb.Metric_ExponentialHistogram:
 					base.Kind = "exponential_histogram"
+					base.Temporality = d.ExponentialHistogram.GetAggregationTemporality()
+					for _, dp := range d.ExponentialHistogram.GetDataPoints() {
+						out = append(out, histPoint(base, dp.GetAttributes(), dp.GetTimeUnixNano(), dp.GetStartTimeUnixNano(), dp.GetCount(), dp.GetSum()))
+					}
 				case *metricspb.Metric_Summary:
 					base.Kind = "summary"
 				default:

@@ -239,3 +239,25 @@ func TestOTLPFaultFunc(t *testing.T) {
 		t.Errorf("after Reset: status %d, fault func calls %d", rec.Code, len(ns))
 	}
 }
+
+// A histogram's data points are stored with their attributes, count and
+// sum.
+func TestOTLPHistogramPoints(t *testing.T) {
+	s := New(Options{})
+	req := &colmetricspb.ExportMetricsServiceRequest{ResourceMetrics: []*metricspb.ResourceMetrics{{
+		ScopeMetrics: []*metricspb.ScopeMetrics{{Metrics: []*metricspb.Metric{
+			{Name: "work.duration", Unit: "ms", Data: &metricspb.Metric_Histogram{Histogram: &metricspb.Histogram{
+				AggregationTemporality: metricspb.AggregationTemporality_AGGREGATION_TEMPORALITY_CUMULATIVE,
+				DataPoints: []*metricspb.HistogramDataPoint{{Attributes: []*commonpb.KeyValue{str("k", "v")},
+					TimeUnixNano: 1_700_000_000_000_000_000, Count: 3, Sum: proto.Float64(37.5)}}}}},
+		}}},
+	}}}
+	rec := do(t, s.Handler(), http.MethodPost, "/api/default/v1/metrics", marshal(t, req, false), withHeader("Content-Type", "application/x-protobuf"))
+	if rec.Code != 200 {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	pts := s.Metrics()
+	if len(pts) != 1 || pts[0].Kind != "histogram" || pts[0].Count != 3 || pts[0].Sum != 37.5 || pts[0].Attributes["k"] != "v" {
+		t.Fatalf("stored %+v", pts)
+	}
+}
