@@ -23,8 +23,10 @@ Usage: ./build.sh [SUBCOMMAND]
 Subcommands:
   build    (default) build the extension for linux/amd64 and linux/arm64 and
            package DIST_DIR/o2-extension-x86_64.zip and o2-extension-arm64.zip,
-           each holding extensions/o2-extension (mode 0755); check each zip
-           (layout, run bit, ELF machine, static) and print its size; also
+           each holding extensions/o2-extension and the exec wrapper
+           o2-otel-wrapper (/opt/o2-otel-wrapper, for AWS_LAMBDA_EXEC_WRAPPER),
+           both mode 0755; check each zip (layout, run bits, ELF machine,
+           static, the wrapper's bytes) and print its size; also
            leave DIST_DIR/o2-extension, built for this machine, to run
            --health-check locally
   test     the project's full test suite: check, go test -race ./..., then a
