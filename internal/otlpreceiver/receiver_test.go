@@ -315,7 +315,7 @@ func TestSignalsEncodings(t *testing.T) {
 
 // hexJSON is m as OTLP JSON: protojson, with every id written in hex as
 // the OTLP specification says (protojson writes base64).
-func hexJSON(t *testing.T, m proto.Message) []byte {
+func hexJSON(t testing.TB, m proto.Message) []byte {
 	t.Helper()
 	b, err := protojson.Marshal(m)
 	if err != nil {
