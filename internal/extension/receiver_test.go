@@ -41,7 +41,10 @@ type drainDelivery struct {
 	summary json.RawMessage
 }
 
-func (d *drainDelivery) Shutdown(_ context.Context, summary func() []telemetry.Event) error {
+// Shutdown settles (the report grace; the receiver closes at its end), then
+// drains, as the Shipper does.
+func (d *drainDelivery) Shutdown(ctx context.Context, settle func(context.Context), summary func() []telemetry.Event) error {
+	settle(ctx)
 	d.steps.add("final drain")
 	d.summary = summary()[0].Record
 	return nil
