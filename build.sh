@@ -32,7 +32,8 @@ Subcommands:
   test     the project's full test suite: check, go test -race ./..., then a
            short fuzz of the telemetry decoder and of the OTLP receiver's
            (FUZZTIME, default 10s each)
-  check    go vet ./... and gofmt (fails listing unformatted files)
+  check    go vet ./... (and in the tests/otelfunc module) and gofmt (fails
+           listing unformatted files)
   clean    remove the zips, version files and local binary from DIST_DIR
   version  print the version the build would stamp into the binary (the
            commit is stamped next to it)
@@ -189,6 +190,10 @@ check() {
 	need_go
 	echo "==> go vet ./..."
 	go vet ./...
+	# The OpenTelemetry SDK function of the e2e tests is its own module
+	# (its exporters cannot link beside the extension's protobuf packages).
+	echo "==> go vet ./... in tests/otelfunc"
+	(cd tests/otelfunc && go vet ./...)
 	echo "==> gofmt"
 	# Every .go file the go command would see: not under testdata, vendor,
 	# or a directory starting with . or _ (the go tool ignores those).

@@ -286,14 +286,14 @@ func countSpans(o2 *o2test.Server, marker string) int {
 	return n
 }
 
-// The busy run: 120 invocations at 20/s (the extension switches to
+// The busy run: 100 invocations at 20/s (the extension switches to
 // continuous flushing after the tenth), 3 spans each: every span arrives
 // exactly once. It logs the extension's CPU time per exported span.
 func TestOTelSDKBusy(t *testing.T) {
 	t.Parallel()
 	port := otlpPort(t)
 	h := start(t, lambdatest.Options{FunctionName: "orders"}, true, "O2_OTLP_PORT="+port)
-	const n, spans = 120, 3
+	const n, spans = 100, 3
 	tick := time.NewTicker(50 * time.Millisecond) // the load's pace, not a synchronisation
 	defer tick.Stop()
 	var runs []sdkRun
