@@ -23,14 +23,17 @@ Usage: ./build.sh [SUBCOMMAND]
 Subcommands:
   build    (default) build the extension for linux/amd64 and linux/arm64 and
            package DIST_DIR/o2-extension-x86_64.zip and o2-extension-arm64.zip,
-           each holding extensions/o2-extension (mode 0755); check each zip
-           (layout, run bit, ELF machine, static) and print its size; also
+           each holding extensions/o2-extension and the exec wrapper
+           o2-otel-wrapper (/opt/o2-otel-wrapper, for AWS_LAMBDA_EXEC_WRAPPER),
+           both mode 0755; check each zip (layout, run bits, ELF machine,
+           static, the wrapper's bytes) and print its size; also
            leave DIST_DIR/o2-extension, built for this machine, to run
            --health-check locally
   test     the project's full test suite: check, go test -race ./..., then a
            short fuzz of the telemetry decoder and of the OTLP receiver's
            (FUZZTIME, default 10s each)
-  check    go vet ./... and gofmt (fails listing unformatted files)
+  check    go vet ./... (and in the tests/otelfunc module) and gofmt (fails
+           listing unformatted files)
   clean    remove the zips, version files and local binary from DIST_DIR
   version  print the version the build would stamp into the binary (the
            commit is stamped next to it)
@@ -187,6 +190,10 @@ check() {
 	need_go
 	echo "==> go vet ./..."
 	go vet ./...
+	# The OpenTelemetry SDK function of the e2e tests is its own module
+	# (its exporters cannot link beside the extension's protobuf packages).
+	echo "==> go vet ./... in tests/otelfunc"
+	(cd tests/otelfunc && go vet ./...)
 	echo "==> gofmt"
 	# Every .go file the go command would see: not under testdata, vendor,
 	# or a directory starting with . or _ (the go tool ignores those).

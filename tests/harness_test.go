@@ -19,8 +19,9 @@ import (
 	"github.com/o2-extension/o2-extension/internal/openobserve/o2test"
 )
 
-// binary is the extension built once for the whole package.
-var binary string
+// binary is the extension built once for the whole package; otelFunc the
+// function instrumented with the OpenTelemetry SDK (otelsdk_test.go).
+var binary, otelFunc string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "o2-e2e-")
@@ -36,6 +37,18 @@ func TestMain(m *testing.M) {
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build o2-extension:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	// The OpenTelemetry SDK function is its own module (tests/otelfunc);
+	// built as a user would build a function.
+	otelFunc = filepath.Join(dir, "otelfunc")
+	build = exec.Command("go", "build", "-trimpath", "-o", otelFunc, ".")
+	build.Dir = "otelfunc"
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build otelfunc:", err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}

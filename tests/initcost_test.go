@@ -24,7 +24,8 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkInit -benchtime 40x ./tests/
 //
-// O2_BENCH_BASELINE names another build of the extension (an older commit,
+// "plain" runs without the OTLP receiver (O2_OTLP_PORT=0), "plain-otlp" with
+// it. O2_BENCH_BASELINE names another build of the extension (an older commit,
 // another variant) to measure with the plain header in the same loop.
 func BenchmarkInit(b *testing.B) {
 	o2 := o2test.Run(b, o2test.Options{Credentials: map[string]string{credEmail: credSecret}})
@@ -56,15 +57,17 @@ func BenchmarkInit(b *testing.B) {
 		inits     []time.Duration
 	}
 	cases := []*bcase{
-		{name: "plain", bin: binary, env: []string{"O2_AUTHORIZATION_HEADER=" + header}},
-		{name: "secretsmanager", bin: binary, env: []string{"O2_AUTHORIZATION_HEADER_SECRET_ARN=" + arn}},
-		{name: "secretsmanager-quick", bin: binary, env: []string{"O2_AUTHORIZATION_HEADER_SECRET_ARN=" + arn,
+		{name: "plain", bin: binary, env: []string{"O2_AUTHORIZATION_HEADER=" + header, noOTLP}},
+		// The OTLP receiver's cost: one more loopback listener at init.
+		{name: "plain-otlp", bin: binary, env: []string{"O2_AUTHORIZATION_HEADER=" + header, "O2_OTLP_PORT=" + otlpPort(b)}},
+		{name: "secretsmanager", bin: binary, env: []string{"O2_AUTHORIZATION_HEADER_SECRET_ARN=" + arn, noOTLP}},
+		{name: "secretsmanager-quick", bin: binary, env: []string{"O2_AUTHORIZATION_HEADER_SECRET_ARN=" + arn, noOTLP,
 			"AWS_ENDPOINT_URL_SECRETS_MANAGER=" + quick.URL}},
-		{name: "secretsmanager-unanswered", bin: binary, env: []string{"O2_AUTHORIZATION_HEADER_SECRET_ARN=" + arn,
+		{name: "secretsmanager-unanswered", bin: binary, env: []string{"O2_AUTHORIZATION_HEADER_SECRET_ARN=" + arn, noOTLP,
 			"AWS_ENDPOINT_URL_SECRETS_MANAGER=" + silent.URL, "O2_FLUSH_BUDGET_MS=50", "O2_REQUEST_TIMEOUT_MS=200"}},
 	}
 	if base := os.Getenv("O2_BENCH_BASELINE"); base != "" {
-		cases = append(cases, &bcase{name: "baseline-plain", bin: base, env: []string{"O2_AUTHORIZATION_HEADER=" + header}})
+		cases = append(cases, &bcase{name: "baseline-plain", bin: base, env: []string{"O2_AUTHORIZATION_HEADER=" + header, noOTLP}})
 	}
 	for b.Loop() {
 		for _, c := range cases {

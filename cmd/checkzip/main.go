@@ -1,5 +1,6 @@
 // Command checkzip checks Lambda layer zips made by mkzip: the layout
-// (exactly extensions/ and extensions/o2-extension), the run bits, the
+// (exactly extensions/, extensions/o2-extension and the exec wrapper
+// o2-otel-wrapper, byte for byte this build's), the run bits, the
 // fixed timestamps, and that the binary is a static ELF executable for the
 // architecture named. It prints one line per zip with its sizes.
 //
@@ -63,8 +64,8 @@ func check(stdout io.Writer, name string, arch layerzip.Arch) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "%s: ok: %s %v, ELF %v static; zip %s (%d bytes), unzipped %s (%d bytes)\n",
-		name, layerzip.EntryName, layerzip.Perm, info.Machine,
+	_, err = fmt.Fprintf(stdout, "%s: ok: %s %v, ELF %v static, %s %v; zip %s (%d bytes), binary unzipped %s (%d bytes)\n",
+		name, layerzip.EntryName, layerzip.Perm, info.Machine, layerzip.WrapperName, layerzip.Perm,
 		human(st.Size()), st.Size(), human(info.BinarySize), info.BinarySize)
 	return err
 }

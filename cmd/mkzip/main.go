@@ -1,5 +1,6 @@
 // Command mkzip packs the o2-extension binary into a Lambda layer zip that
-// holds it as extensions/o2-extension, reproducibly (see package layerzip).
+// holds it as extensions/o2-extension, beside the exec wrapper
+// o2-otel-wrapper, reproducibly (see package layerzip).
 //
 // Usage:
 //

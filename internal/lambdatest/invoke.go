@@ -2,6 +2,7 @@ package lambdatest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,7 +40,38 @@ type Invocation struct {
 	// NoTrace leaves X-Ray tracing out of INVOKE and of the platform events,
 	// as for a function without active tracing.
 	NoTrace bool
+	// Func, when set, is the function's handler: it runs after Lines and
+	// Duration, and the runtime is done (platform.runtimeDone) when it
+	// returns. Its ctx ends at the function's deadline. An error makes the
+	// invocation end with status "error" (ErrorType, default
+	// "Runtime.ExitError"), and Invoke return an error wrapping
+	// ErrFunctionFailed once the invocation completed.
+	Func func(ctx context.Context, info FuncInfo) error
 }
+
+// FuncInfo is what the runtime gets from /runtime/invocation/next for one
+// invocation, as the Func hook sees it.
+type FuncInfo struct {
+	// RequestID is Lambda-Runtime-Aws-Request-Id.
+	RequestID string
+	// Deadline is Lambda-Runtime-Deadline-Ms.
+	Deadline time.Time
+	// FunctionARN is Lambda-Runtime-Invoked-Function-Arn.
+	FunctionARN string
+	// TraceHeader is Lambda-Runtime-Trace-Id, which a runtime copies into
+	// _X_AMZN_TRACE_ID: "Root=…;Parent=…;Sampled=…", the value of the
+	// tracing field of INVOKE and of the platform events; empty with
+	// NoTrace.
+	TraceHeader string
+	// Env is the function process's environment: what Lambda gives the
+	// runtime (the extensions' variables plus _HANDLER, LAMBDA_TASK_ROOT
+	// and _X_AMZN_TRACE_ID), then Options.Env.
+	Env []string
+}
+
+// ErrFunctionFailed is wrapped by Invoke's error when Invocation.Func
+// returned an error.
+var ErrFunctionFailed = errors.New("lambdatest: function failed")
 
 // InvokeResult is what one invocation measured.
 type InvokeResult struct {
@@ -145,6 +177,22 @@ func (p *Platform) Invoke(ctx context.Context, inv Invocation) (InvokeResult, er
 	p.mu.Unlock()
 
 	produced, err := p.runFunction(ctx, inv, reqID, start)
+	var funcErr error
+	if err == nil && inv.Func != nil {
+		info := FuncInfo{RequestID: reqID, Deadline: deadline, FunctionARN: p.o.functionARN()}
+		if trace != nil {
+			info.TraceHeader = trace.Value
+		}
+		info.Env = p.functionEnv(info.TraceHeader)
+		fctx, fcancel := context.WithDeadline(ctx, deadline)
+		funcErr = inv.Func(fctx, info)
+		fcancel()
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		} else if funcErr != nil && status == "success" {
+			status, errorType = "error", cmp.Or(inv.ErrorType, "Runtime.ExitError")
+		}
+	}
 	if err == nil && status == "timeout" {
 		// Still running at the deadline: the function's running time, not a
 		// synchronisation.
@@ -251,9 +299,17 @@ func (p *Platform) Invoke(ctx context.Context, inv Invocation) (InvokeResult, er
 		p.freeze(ctx)
 	}
 	if len(failures) > 0 {
-		return res, fmt.Errorf("%w: %s", ErrExtensionFailed, strings.Join(failures, "; "))
+		return res, errors.Join(fmt.Errorf("%w: %s", ErrExtensionFailed, strings.Join(failures, "; ")), funcFailed(funcErr))
 	}
-	return res, nil
+	return res, funcFailed(funcErr)
+}
+
+// funcFailed wraps a Func error in ErrFunctionFailed; nil stays nil.
+func funcFailed(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrFunctionFailed, err)
 }
 
 // runFunction plays the function: its lines spread evenly over

@@ -55,6 +55,24 @@ func (p *Platform) childEnv() []string {
 	return append(env, o.Env...)
 }
 
+// functionEnv is what Lambda gives the runtime process for an invocation
+// with the X-Ray header trace: the extensions' variables, the ones hidden
+// from extensions (lambda-platform.md §5), then Options.Env.
+func (p *Platform) functionEnv(trace string) []string {
+	env := p.childEnv()
+	n := len(env) - len(p.o.Env)
+	extra := []string{
+		"_HANDLER=" + p.o.Handler,
+		"LAMBDA_TASK_ROOT=/var/task",
+		"LAMBDA_RUNTIME_DIR=/var/runtime",
+		"AWS_EXECUTION_ENV=AWS_Lambda_provided.al2023",
+	}
+	if trace != "" {
+		extra = append(extra, "_X_AMZN_TRACE_ID="+trace)
+	}
+	return append(append(env[:n:n], extra...), p.o.Env...)
+}
+
 // startProcess starts path and lists it in p.procs, in its own process group, so that freezing and
 // killing reach every process it spawns, with its output captured line by
 // line.

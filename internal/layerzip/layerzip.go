@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"debug/elf"
+	_ "embed"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -27,10 +28,20 @@ const (
 	// extensions as a non-root user, so the file needs every run bit and
 	// the directory every search bit.
 	Perm fs.FileMode = 0o755
+	// WrapperName is the exec wrapper script, which becomes
+	// /opt/o2-otel-wrapper: a function sets AWS_LAMBDA_EXEC_WRAPPER to it to
+	// point its OpenTelemetry SDK at the extension's OTLP receiver.
+	WrapperName = "o2-otel-wrapper"
 	// MaxUnzipped is Lambda's limit, in bytes, on the unzipped size of a
 	// function's code and layers together (250 MB as AWS counts it).
 	MaxUnzipped = 262_144_000
 )
+
+// Wrapper is the script packed as WrapperName (the file o2-otel-wrapper of
+// this package).
+//
+//go:embed o2-otel-wrapper
+var Wrapper []byte
 
 // Epoch is the modification time of both entries. A fixed time, the
 // earliest one MS-DOS dates can hold, keeps the archive a function of the
@@ -74,8 +85,8 @@ func LookupArch(name string) (Arch, error) {
 }
 
 // Write writes to w a layer archive holding bin as EntryName, preceded by
-// the DirName entry, both with mode Perm and time Epoch, and comment as the
-// archive comment.
+// the DirName entry and followed by Wrapper as WrapperName, all with mode
+// Perm and time Epoch, and comment as the archive comment.
 //
 // The headers are filled in by hand and written with CreateRaw, so the
 // local headers carry the CRC and sizes (no data descriptors) and no field
@@ -111,6 +122,19 @@ func Write(w io.Writer, bin []byte, comment string) error {
 	if _, err := ew.Write(deflated.Bytes()); err != nil {
 		return fmt.Errorf("write %s: %w", EntryName, err)
 	}
+	// The wrapper is small: stored, as it is.
+	wrapper := header(WrapperName, Perm)
+	wrapper.Method = zip.Store
+	wrapper.CRC32 = crc32.ChecksumIEEE(Wrapper)
+	wrapper.CompressedSize64 = uint64(len(Wrapper))
+	wrapper.UncompressedSize64 = uint64(len(Wrapper))
+	ww, err := zw.CreateRaw(wrapper)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", WrapperName, err)
+	}
+	if _, err := ww.Write(Wrapper); err != nil {
+		return fmt.Errorf("write %s: %w", WrapperName, err)
+	}
 	if err := zw.SetComment(comment); err != nil {
 		return fmt.Errorf("set comment: %w", err)
 	}
@@ -144,7 +168,8 @@ type Info struct {
 
 // Check reads the archive in r (size bytes) as Lambda would unpack it and
 // reports every way it differs from what Write produces for arch: exactly
-// the entries DirName and EntryName in that order, mode Perm, time Epoch,
+// the entries DirName, EntryName and WrapperName in that order, mode Perm,
+// time Epoch, the wrapper as this package holds it,
 // and a 64-bit little-endian static ELF executable for arch.Machine (no
 // PT_INTERP, no DT_NEEDED: Lambda's /opt has no loader of ours).
 func Check(r io.ReaderAt, size int64, arch Arch) (Info, error) {
@@ -158,8 +183,8 @@ func Check(r io.ReaderAt, size int64, arch Arch) (Info, error) {
 	for i, f := range zr.File {
 		names[i] = f.Name
 	}
-	if len(names) != 2 || names[0] != DirName || names[1] != EntryName {
-		return info, fmt.Errorf("entries are %q, want [%q %q]", names, DirName, EntryName)
+	if len(names) != 3 || names[0] != DirName || names[1] != EntryName || names[2] != WrapperName {
+		return info, fmt.Errorf("entries are %q, want [%q %q %q]", names, DirName, EntryName, WrapperName)
 	}
 	for _, f := range zr.File {
 		if !f.Modified.Equal(Epoch) {
@@ -172,6 +197,17 @@ func Check(r io.ReaderAt, size int64, arch Arch) (Info, error) {
 	f := zr.File[1]
 	if m := f.Mode(); !m.IsRegular() || m.Perm() != Perm {
 		errs = append(errs, fmt.Errorf("%s: mode %v, want %v", EntryName, m, Perm))
+	}
+	w := zr.File[2]
+	if m := w.Mode(); !m.IsRegular() || m.Perm() != Perm {
+		errs = append(errs, fmt.Errorf("%s: mode %v, want %v", WrapperName, m, Perm))
+	}
+	if w.UncompressedSize64 != uint64(len(Wrapper)) {
+		errs = append(errs, fmt.Errorf("%s: %d bytes, want the %d of the script", WrapperName, w.UncompressedSize64, len(Wrapper)))
+	} else if script, err := readEntry(w); err != nil {
+		errs = append(errs, err)
+	} else if !bytes.Equal(script, Wrapper) {
+		errs = append(errs, fmt.Errorf("%s: not the script of this build", WrapperName))
 	}
 	if f.UncompressedSize64 > MaxUnzipped {
 		return info, errors.Join(append(errs, fmt.Errorf("%s: %d bytes unzipped, over Lambda's %d", EntryName, f.UncompressedSize64, MaxUnzipped))...)

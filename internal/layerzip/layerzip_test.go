@@ -131,23 +131,27 @@ func TestCheckRejects(t *testing.T) {
 	amd, arm := mustArch(t, "x86_64"), mustArch(t, "arm64")
 	good := fakeELF(t, elf.EM_X86_64, false)
 	dir := entry{DirName, fs.ModeDir | Perm, nil, Epoch}
+	wr := entry{WrapperName, Perm, Wrapper, Epoch}
 	tests := []struct {
 		name    string
 		entries []entry
 		arch    Arch
 		want    string // a part of the error
 	}{
-		{"accepts a good archive", []entry{dir, {EntryName, Perm, good, Epoch}}, amd, ""},
-		{"wrong machine", []entry{dir, {EntryName, Perm, good, Epoch}}, arm, "ELF machine EM_X86_64, want EM_AARCH64"},
-		{"dynamically linked", []entry{dir, {EntryName, Perm, fakeELF(t, elf.EM_X86_64, true), Epoch}}, amd, "PT_INTERP"},
-		{"not ELF", []entry{dir, {EntryName, Perm, []byte("#!/bin/sh\necho hi\n"), Epoch}}, amd, "not an ELF file"},
-		{"no run bit", []entry{dir, {EntryName, 0o644, good, Epoch}}, amd, "mode -rw-r--r--, want -rwxr-xr-x"},
-		{"closed directory", []entry{{DirName, fs.ModeDir | 0o700, nil, Epoch}, {EntryName, Perm, good, Epoch}}, amd, "mode drwx------"},
-		{"clock time", []entry{dir, {EntryName, Perm, good, time.Date(2026, 1, 2, 3, 4, 6, 0, time.UTC)}}, amd, "modified 2026-01-02"},
+		{"accepts a good archive", []entry{dir, {EntryName, Perm, good, Epoch}, wr}, amd, ""},
+		{"wrong machine", []entry{dir, {EntryName, Perm, good, Epoch}, wr}, arm, "ELF machine EM_X86_64, want EM_AARCH64"},
+		{"dynamically linked", []entry{dir, {EntryName, Perm, fakeELF(t, elf.EM_X86_64, true), Epoch}, wr}, amd, "PT_INTERP"},
+		{"not ELF", []entry{dir, {EntryName, Perm, []byte("#!/bin/sh\necho hi\n"), Epoch}, wr}, amd, "not an ELF file"},
+		{"no run bit", []entry{dir, {EntryName, 0o644, good, Epoch}, wr}, amd, "mode -rw-r--r--, want -rwxr-xr-x"},
+		{"closed directory", []entry{{DirName, fs.ModeDir | 0o700, nil, Epoch}, {EntryName, Perm, good, Epoch}, wr}, amd, "mode drwx------"},
+		{"clock time", []entry{dir, {EntryName, Perm, good, time.Date(2026, 1, 2, 3, 4, 6, 0, time.UTC)}, wr}, amd, "modified 2026-01-02"},
 		{"binary at the root", []entry{{"o2-extension", Perm, good, Epoch}}, amd, "entries are"},
 		{"no directory entry", []entry{{EntryName, Perm, good, Epoch}}, amd, "entries are"},
-		{"extra file", []entry{dir, {EntryName, Perm, good, Epoch}, {"extensions/README", 0o644, nil, Epoch}}, amd, "entries are"},
-		{"wrong name", []entry{dir, {DirName + "o2-lambda-extension", Perm, good, Epoch}}, amd, "entries are"},
+		{"extra file", []entry{dir, {EntryName, Perm, good, Epoch}, wr, {"extensions/README", 0o644, nil, Epoch}}, amd, "entries are"},
+		{"wrong name", []entry{dir, {DirName + "o2-lambda-extension", Perm, good, Epoch}, wr}, amd, "entries are"},
+		{"no wrapper", []entry{dir, {EntryName, Perm, good, Epoch}}, amd, "entries are"},
+		{"wrapper not executable", []entry{dir, {EntryName, Perm, good, Epoch}, {WrapperName, 0o644, Wrapper, Epoch}}, amd, "o2-otel-wrapper: mode -rw-r--r--"},
+		{"another wrapper", []entry{dir, {EntryName, Perm, good, Epoch}, {WrapperName, Perm, []byte("#!/bin/sh\nexec \"$@\"\n"), Epoch}}, amd, "o2-otel-wrapper: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

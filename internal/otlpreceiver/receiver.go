@@ -162,10 +162,14 @@ func Listen(o Options) (*Receiver, error) {
 	}
 	r := newReceiver(o)
 	r.ln = ln
+	// No idle timeout: the clients are the function's own exporters,
+	// which keep a connection or two alive between exports and close
+	// them themselves. A server-side idle timeout would expire during a
+	// freeze and close those connections at the thaw, just as the SDK
+	// reuses one for its next export, failing it.
 	r.srv = &http.Server{
 		Handler:           r,
 		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       5 * time.Minute,
 	}
 	r.wg.Go(func() {
 		if err := r.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -502,7 +506,7 @@ func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request, gz bool) (
 	var src io.Reader = wire
 	hint := int64(64 << 10)
 	if req.ContentLength >= 0 {
-		hint = req.ContentLength
+		hint = min(req.ContentLength, limit)
 		if gz {
 			hint *= 4 // what protobuf usually compresses by
 		}

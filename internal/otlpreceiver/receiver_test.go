@@ -315,7 +315,7 @@ func TestSignalsEncodings(t *testing.T) {
 
 // hexJSON is m as OTLP JSON: protojson, with every id written in hex as
 // the OTLP specification says (protojson writes base64).
-func hexJSON(t *testing.T, m proto.Message) []byte {
+func hexJSON(t testing.TB, m proto.Message) []byte {
 	t.Helper()
 	b, err := protojson.Marshal(m)
 	if err != nil {
@@ -885,5 +885,25 @@ func TestStatsFields(t *testing.T) {
 	}
 	if len(f) != 13 {
 		t.Errorf("%d fields", len(f))
+	}
+}
+
+// A declared length, however large, only sizes the first read buffer
+// within MaxBody: a lying Content-Length cannot make the receiver allocate
+// more (or panic).
+func TestDeclaredLengthBounded(t *testing.T) {
+	buf := telemetry.NewBuffer(1 << 20)
+	r := newReceiver(Options{Buffer: buf})
+	body := gz(mustMarshal(traces(1, 1, 1, 0)))
+	for _, n := range []int64{1 << 62, 1<<63 - 1} {
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/v1/traces", bytes.NewReader(body))
+		req.Header.Set("Content-Type", contentTypeProto)
+		req.Header.Set("Content-Encoding", "gzip")
+		req.ContentLength = n
+		rec := httptest.NewRecorder()
+		r.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Errorf("Content-Length %d: status %d %s", n, rec.Code, rec.Body)
+		}
 	}
 }

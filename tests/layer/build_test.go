@@ -27,9 +27,10 @@ var arches = []struct {
 }
 
 // TestBuildZipsAsLambdaReadsThem opens each zip the way Lambda unpacks a
-// layer into /opt: it must hold exactly extensions/ and
-// extensions/o2-extension, with Unix modes that make the file executable
-// by Lambda's non-root user, and the file must be a static ELF executable
+// layer into /opt: it must hold exactly extensions/,
+// extensions/o2-extension and the exec wrapper o2-otel-wrapper (a POSIX sh
+// script), with Unix modes that make the files executable by Lambda's
+// non-root user, and the file must be a static ELF executable
 // for the layer's architecture, stamped with the version.
 func TestBuildZipsAsLambdaReadsThem(t *testing.T) {
 	dist := builtDist(t)
@@ -46,7 +47,7 @@ func TestBuildZipsAsLambdaReadsThem(t *testing.T) {
 			for _, f := range zr.File {
 				names = append(names, f.Name)
 			}
-			if want := []string{"extensions/", "extensions/o2-extension"}; strings.Join(names, " ") != strings.Join(want, " ") {
+			if want := []string{"extensions/", "extensions/o2-extension", "o2-otel-wrapper"}; strings.Join(names, " ") != strings.Join(want, " ") {
 				t.Fatalf("entries = %q, want %q", names, want)
 			}
 			dir, file := zr.File[0], zr.File[1]
@@ -65,6 +66,12 @@ func TestBuildZipsAsLambdaReadsThem(t *testing.T) {
 			}
 			if m := file.Mode(); m != 0o755 {
 				t.Errorf("extensions/o2-extension: mode %v, want -rwxr-xr-x", m)
+			}
+			if m := zr.File[2].Mode(); m != 0o755 {
+				t.Errorf("o2-otel-wrapper: mode %v, want -rwxr-xr-x", m)
+			}
+			if w := readZipFile(t, zr.File[2]); !bytes.HasPrefix(w, []byte("#!/bin/sh\n")) || !bytes.Contains(w, []byte(`exec "$@"`)) {
+				t.Errorf("o2-otel-wrapper is not the exec wrapper script:\n%s", w)
 			}
 
 			bin := readZipFile(t, file)

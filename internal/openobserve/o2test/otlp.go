@@ -1,6 +1,7 @@
 package o2test
 
 import (
+	"cmp"
 	"encoding/hex"
 	"fmt"
 	"maps"
@@ -63,16 +64,21 @@ type Metric struct {
 	Name, Stream string
 	Unit         string
 	// Kind is "gauge", "sum", "histogram", "exponential_histogram" or
-	// "summary"; only gauge and sum points carry a Value.
+	// "summary"; only gauge and sum points carry a Value, only histogram
+	// points (both kinds) a Count and Sum. Summary points are not stored.
 	Kind  string
 	Value float64
-	// Temporality and Monotonic are a sum's.
+	Count uint64
+	Sum   float64
+	// Temporality is a sum's or a histogram's; Monotonic a sum's.
 	Temporality      metricspb.AggregationTemporality
 	Monotonic        bool
 	Time, StartTime  time.Time
 	Attributes       map[string]any // the data point's, keys as sent
 	Resource         map[string]any // the resource's, keys as sent
 	ScopeName, Scope string         // instrumentation scope name and version
+	// Stored is when the stand-in stored it (before it answered).
+	Stored time.Time
 }
 
 // Fields is the record OpenObserve stores for the point: normalised column
@@ -110,10 +116,14 @@ type Span struct {
 	Resource                      map[string]any
 	StatusCode                    tracepb.Status_StatusCode
 	StatusMessage                 string
+	// Stored is when the stand-in stored it (before it answered).
+	Stored time.Time
 }
 
 // OTLPRequest is one request to an OTLP route.
 type OTLPRequest struct {
+	// Time is when it was received.
+	Time        time.Time
 	Path        string
 	Header      http.Header
 	ContentType string
@@ -129,6 +139,19 @@ type otlpStore struct {
 	spans   []Span
 	logs    []LogRecord // otlplogs.go
 	reqs    []OTLPRequest
+	// calls counts the requests; faultFunc picks their faults.
+	calls     int
+	faultFunc func(n int, r *http.Request) *Fault
+}
+
+// SetOTLPFaultFunc sets the policy for the n-th (1-based, counted since New
+// or Reset) request to an OTLP route, like SetFaultFunc for `_json`; nil
+// clears it, and a nil return means no fault. Of a Fault only Delay,
+// Status, RetryAfter and Message apply. f is called without any lock held.
+func (s *Server) SetOTLPFaultFunc(f func(n int, r *http.Request) *Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.otlp.faultFunc = f
 }
 
 // Metrics returns the stored data points, in arrival order.
@@ -189,11 +212,32 @@ func (s *Server) serveOTLP(w http.ResponseWriter, r *http.Request, rawOrg, signa
 		w.WriteHeader(http.StatusMethodNotAllowed)
 		return
 	}
+	received := time.Now()
+	s.mu.Lock()
+	s.otlp.calls++
+	n, ff := s.otlp.calls, s.otlp.faultFunc
+	s.mu.Unlock()
+	var f *Fault
+	if ff != nil {
+		f = ff(n, r)
+	}
 	b := s.readBody(r)
-	rep := s.processOTLP(r, rawOrg, signal, b)
+	if f != nil && !s.pause(r.Context(), f.Delay) {
+		s.abandon(w, r)
+		return
+	}
+	var rep reply
+	if f != nil && f.Status != 0 {
+		rep = jsonReply(f.Status, errorBody{Code: f.Status, Message: cmp.Or(f.Message, http.StatusText(f.Status), "injected fault")})
+		if f.RetryAfter != "" {
+			rep.header.Set("Retry-After", f.RetryAfter)
+		}
+	} else {
+		rep = s.processOTLP(r, rawOrg, signal, b)
+	}
 	s.mu.Lock()
 	s.otlp.reqs = append(s.otlp.reqs, OTLPRequest{
-		Path: r.URL.EscapedPath(), Header: r.Header.Clone(), ContentType: r.Header.Get("Content-Type"),
+		Time: received, Path: r.URL.EscapedPath(), Header: r.Header.Clone(), ContentType: r.Header.Get("Content-Type"),
 		Body: b.data, Status: rep.status,
 	})
 	s.notifyLocked()
@@ -265,6 +309,10 @@ func (s *Server) processOTLP(r *http.Request, rawOrg, signal string, b bodyResul
 		}
 		var pts []Metric
 		pts, rejected = metricPoints(org, &req)
+		now := time.Now()
+		for i := range pts {
+			pts[i].Stored = now
+		}
 		s.mu.Lock()
 		s.otlp.metrics = append(s.otlp.metrics, pts...)
 		s.mu.Unlock()
@@ -284,6 +332,10 @@ func (s *Server) processOTLP(r *http.Request, rawOrg, signal string, b bodyResul
 		}
 		var spans []Span
 		spans, rejected = traceSpans(org, NormalizeStream(stream), &req)
+		now := time.Now()
+		for i := range spans {
+			spans[i].Stored = now
+		}
 		s.mu.Lock()
 		s.otlp.spans = append(s.otlp.spans, spans...)
 		s.mu.Unlock()
@@ -303,6 +355,14 @@ func (s *Server) processOTLP(r *http.Request, rawOrg, signal string, b bodyResul
 	}
 	out, _ := proto.Marshal(resp)
 	return reply{status: http.StatusOK, header: http.Header{"Content-Type": {contentTypeProto}}, body: out}
+}
+
+// histPoint is a histogram's data point: base with the point's fields.
+func histPoint(base Metric, attrs []*commonpb.KeyValue, t, start, count uint64, sum float64) Metric {
+	base.Attributes = attrMap(attrs)
+	base.Time, base.StartTime = time.Unix(0, int64(t)), time.Unix(0, int64(start))
+	base.Count, base.Sum = count, sum
+	return base
 }
 
 // metricPoints flattens a request into data points; a metric without data
@@ -327,8 +387,16 @@ func metricPoints(org string, req *colmetricspb.ExportMetricsServiceRequest) ([]
 					base.Temporality, base.Monotonic = d.Sum.GetAggregationTemporality(), d.Sum.GetIsMonotonic()
 				case *metricspb.Metric_Histogram:
 					base.Kind = "histogram"
+					base.Temporality = d.Histogram.GetAggregationTemporality()
+					for _, dp := range d.Histogram.GetDataPoints() {
+						out = append(out, histPoint(base, dp.GetAttributes(), dp.GetTimeUnixNano(), dp.GetStartTimeUnixNano(), dp.GetCount(), dp.GetSum()))
+					}
 				case *metricspb.Metric_ExponentialHistogram:
 					base.Kind = "exponential_histogram"
+					base.Temporality = d.ExponentialHistogram.GetAggregationTemporality()
+					for _, dp := range d.ExponentialHistogram.GetDataPoints() {
+						out = append(out, histPoint(base, dp.GetAttributes(), dp.GetTimeUnixNano(), dp.GetStartTimeUnixNano(), dp.GetCount(), dp.GetSum()))
+					}
 				case *metricspb.Metric_Summary:
 					base.Kind = "summary"
 				default:

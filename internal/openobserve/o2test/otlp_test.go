@@ -2,7 +2,9 @@ package o2test
 
 import (
 	"net/http"
+	"slices"
 	"testing"
+	"time"
 
 	colmetricspb "go.opentelemetry.io/proto/slim/otlp/collector/metrics/v1"
 	coltracepb "go.opentelemetry.io/proto/slim/otlp/collector/trace/v1"
@@ -189,5 +191,73 @@ func TestOTLPErrors(t *testing.T) {
 	}
 	if len(s.Metrics()) != 0 {
 		t.Error("stored from a refused request")
+	}
+}
+
+// SetOTLPFaultFunc faults the n-th OTLP request (counted across signals)
+// with its status, storing nothing of it; the others are stored, each item
+// with the time it was stored; Reset clears the func and the count.
+func TestOTLPFaultFunc(t *testing.T) {
+	s := New(Options{})
+	var ns []int
+	s.SetOTLPFaultFunc(func(n int, r *http.Request) *Fault {
+		ns = append(ns, n)
+		if n == 2 {
+			return &Fault{Status: 503, RetryAfter: "1"}
+		}
+		return nil
+	})
+	h := withHeader("Content-Type", "application/x-protobuf")
+	before := time.Now()
+	for i, want := range []int{200, 503, 200} {
+		path, m := "/api/default/v1/traces", proto.Message(tracesRequest(8))
+		if i == 2 {
+			path, m = "/api/default/v1/metrics", metricsRequest()
+		}
+		rec := do(t, s.Handler(), http.MethodPost, path, marshal(t, m, false), h)
+		if rec.Code != want {
+			t.Fatalf("request %d: status %d, want %d: %s", i+1, rec.Code, want, rec.Body)
+		}
+		if want == 503 && rec.Header().Get("Retry-After") != "1" {
+			t.Errorf("503 without its Retry-After: %v", rec.Header())
+		}
+	}
+	if !slices.Equal(ns, []int{1, 2, 3}) {
+		t.Errorf("fault func called with %v, want [1 2 3]", ns)
+	}
+	if len(s.Spans()) != 1 || len(s.Metrics()) != 2 {
+		t.Fatalf("stored %d spans and %d points, want 1 and 2", len(s.Spans()), len(s.Metrics()))
+	}
+	if st := s.Spans()[0].Stored; st.Before(before) || st.After(time.Now()) {
+		t.Errorf("span stored at %v, not during the test", st)
+	}
+	if reqs := s.OTLPRequests(); len(reqs) != 3 || reqs[1].Status != 503 || reqs[0].Time.Before(before) {
+		t.Errorf("requests %+v", reqs)
+	}
+	s.Reset()
+	if rec := do(t, s.Handler(), http.MethodPost, "/api/default/v1/traces", marshal(t, tracesRequest(8), false), h); rec.Code != 200 || len(ns) != 3 {
+		t.Errorf("after Reset: status %d, fault func calls %d", rec.Code, len(ns))
+	}
+}
+
+// A histogram's data points are stored with their attributes, count and
+// sum.
+func TestOTLPHistogramPoints(t *testing.T) {
+	s := New(Options{})
+	req := &colmetricspb.ExportMetricsServiceRequest{ResourceMetrics: []*metricspb.ResourceMetrics{{
+		ScopeMetrics: []*metricspb.ScopeMetrics{{Metrics: []*metricspb.Metric{
+			{Name: "work.duration", Unit: "ms", Data: &metricspb.Metric_Histogram{Histogram: &metricspb.Histogram{
+				AggregationTemporality: metricspb.AggregationTemporality_AGGREGATION_TEMPORALITY_CUMULATIVE,
+				DataPoints: []*metricspb.HistogramDataPoint{{Attributes: []*commonpb.KeyValue{str("k", "v")},
+					TimeUnixNano: 1_700_000_000_000_000_000, Count: 3, Sum: proto.Float64(37.5)}}}}},
+		}}},
+	}}}
+	rec := do(t, s.Handler(), http.MethodPost, "/api/default/v1/metrics", marshal(t, req, false), withHeader("Content-Type", "application/x-protobuf"))
+	if rec.Code != 200 {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	pts := s.Metrics()
+	if len(pts) != 1 || pts[0].Kind != "histogram" || pts[0].Count != 3 || pts[0].Sum != 37.5 || pts[0].Attributes["k"] != "v" {
+		t.Fatalf("stored %+v", pts)
 	}
 }

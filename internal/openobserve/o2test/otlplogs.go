@@ -69,6 +69,8 @@ type LogRecord struct {
 	// Fields is the record OpenObserve stores: normalised, flattened
 	// column names, as a query sees them.
 	Fields map[string]any
+	// Stored is when the stand-in stored it (before it answered).
+	Stored time.Time
 }
 
 // Logs returns the stored OTLP log records, in arrival order.
@@ -108,6 +110,10 @@ func (s *Server) processOTLPLogs(r *http.Request, org string, body []byte) reply
 		stream = NormalizeStream(h)
 	}
 	recs, rejected, lastErr := s.logRecords(org, stream, &req, s.now())
+	now := time.Now()
+	for i := range recs {
+		recs[i].Stored = now
+	}
 	s.mu.Lock()
 	s.otlp.logs = append(s.otlp.logs, recs...)
 	s.mu.Unlock()
