@@ -17,6 +17,7 @@ package tests
 import (
 	"bufio"
 	"cmp"
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -192,20 +193,22 @@ const trustRSSOverhead = 40 << 20
 // SHUTDOWN) is TestSporadicFunctionLinesArriveBeforeNext.
 func TestShutdownSlowBackendExitsBeforeDeadline(t *testing.T) {
 	t.Parallel()
+	const defaultTimeout = 30 * time.Second // O2_REQUEST_TIMEOUT_MS's default
 	variants := []struct {
 		name    string
 		latency time.Duration
+		timeout time.Duration // of one attempt
 		env     []string
 	}{
-		{"latency-3s", 3 * time.Second, nil},
+		{"latency-3s", 3 * time.Second, defaultTimeout, nil},
 		// Short attempts: the client retries, and must stop at the deadline.
-		{"latency-8s-short-attempts", 8 * time.Second, []string{"O2_REQUEST_TIMEOUT_MS=300", "O2_INITIAL_RETRY_DELAY_MS=20", "O2_MAX_RETRY_DELAY_MS=100", "O2_MAX_RETRIES=10"}},
-		{"latency-5s-debug", 5 * time.Second, []string{"O2_LOG_LEVEL=debug"}},
-		{"latency-2s", 2 * time.Second, nil},
+		{"latency-8s-short-attempts", 8 * time.Second, 300 * time.Millisecond, []string{"O2_REQUEST_TIMEOUT_MS=300", "O2_INITIAL_RETRY_DELAY_MS=20", "O2_MAX_RETRY_DELAY_MS=100", "O2_MAX_RETRIES=10"}},
+		{"latency-5s-debug", 5 * time.Second, defaultTimeout, []string{"O2_LOG_LEVEL=debug"}},
+		{"latency-2s", 2 * time.Second, defaultTimeout, nil},
 		// Slow from the start, with 1 MB batches: the first batch goes out
 		// during the invocation and is still in flight at SHUTDOWN, so
 		// the stuck drain must be cut short before the final flush.
-		{"stuck-drain-5s", 5 * time.Second, []string{"O2_MAX_BATCH_BYTES=1048576"}},
+		{"stuck-drain-5s", 5 * time.Second, defaultTimeout, []string{"O2_MAX_BATCH_BYTES=1048576"}},
 	}
 	const (
 		runs     = 20
@@ -249,7 +252,13 @@ func TestShutdownSlowBackendExitsBeforeDeadline(t *testing.T) {
 				}
 				return &o2test.Fault{Delay: v.latency}
 			})
-			res, err := h.p.Invoke(t.Context(), lambdatest.Invocation{Lines: want, Duration: 50 * time.Millisecond})
+			// The function returns once the Telemetry API has handed every
+			// line to the extension: on a loaded machine the platform could
+			// otherwise still be delivering them after SHUTDOWN, past the
+			// start of the final drain, and the drain's order would depend
+			// on when they came.
+			res, err := h.p.Invoke(t.Context(), lambdatest.Invocation{Lines: want, Duration: 50 * time.Millisecond,
+				Func: func(ctx context.Context, _ lambdatest.FuncInfo) error { return h.p.WaitDelivered(ctx) }})
 			if err != nil || res.TimedOut {
 				t.Fatalf("invoke: %+v %v\n%s", res, err, tail(h.p.Output()))
 			}
@@ -272,21 +281,29 @@ func TestShutdownSlowBackendExitsBeforeDeadline(t *testing.T) {
 			if !strings.Contains(out, "msg=shutdown ") {
 				t.Fatalf("no shutdown line\n%s", tail(out))
 			}
-			attempted := map[string]bool{}
+			// sent: lines of requests that reached the stand-in during
+			// SHUTDOWN, the final drain's. onWire: lines of a request sent
+			// before SHUTDOWN and not over by then from the client's side
+			// (unanswered, and younger than one attempt's timeout), which
+			// the extension cannot recall: it neither sends them again nor
+			// counts them against the drain's order.
+			sent, onWire := map[string]bool{}, map[string]bool{}
 			var log []string // the requests, for a failure's message
 			for _, rq := range h.o2.Requests() {
 				var recs []map[string]any
 				if json.Unmarshal(rq.Body, &recs) != nil {
 					continue
 				}
+				during := !rq.Time.Before(shutdownAt)
+				pending := !during && rq.Status == 0 && rq.Time.Add(v.timeout).After(shutdownAt)
 				var first, last string
 				for _, r := range recs {
 					if s, _ := r["record"].(string); strings.HasPrefix(s, marker+" ") {
-						// Sent during SHUTDOWN, or on the wire when it came
-						// (never answered: cut at the deadline), which
-						// cannot be recalled.
-						if !rq.Time.Before(shutdownAt) || rq.Status == 0 {
-							attempted[s] = true
+						switch {
+						case during:
+							sent[s] = true
+						case pending:
+							onWire[s] = true
 						}
 						first = cmp.Or(first, s)
 						last = s
@@ -294,17 +311,18 @@ func TestShutdownSlowBackendExitsBeforeDeadline(t *testing.T) {
 				}
 				log = append(log, fmt.Sprintf("%v %d %.30s..%.30s", rq.Time.Sub(shutdownAt).Round(time.Millisecond), rq.Status, first, last))
 			}
-			if len(attempted) == 0 {
+			if len(sent)+len(onWire) == 0 {
 				t.Fatalf("no buffered line was sent during SHUTDOWN\n%s", tail(out))
 			}
-			// What the stand-in received during SHUTDOWN is a run of the
-			// newest lines: no line went before a newer one.
+			// The drain took the newest lines first: walking back from the
+			// newest, past what was on the wire, what it sent is a run; no
+			// line it sent is older than one it left behind.
 			n := len(want)
-			for n > 0 && attempted[want[n-1]] {
+			for n > 0 && (sent[want[n-1]] || onWire[want[n-1]]) {
 				n--
 			}
 			for _, l := range want[:n] {
-				if attempted[l] {
+				if sent[l] {
 					t.Fatalf("line %.40q was sent during SHUTDOWN before the newer line %.40q; requests (time from SHUTDOWN, status, lines):\n%s\n%s", l, want[n-1], strings.Join(log, "\n"), tail(out))
 				}
 			}

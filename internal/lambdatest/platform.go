@@ -403,6 +403,29 @@ func (p *Platform) Deliveries() map[string]DeliveryStats {
 	return m
 }
 
+// WaitDelivered waits until the Telemetry API has delivered every event
+// produced so far to every subscriber (each answered 2xx, or the batch was
+// dropped after its retries), or ctx ends. Called from an Invocation's Func,
+// while the environment is thawed, it makes sure the extension holds the
+// invocation's lines before the invocation ends; while frozen nothing is
+// delivered, and it waits for the thaw.
+func (p *Platform) WaitDelivered(ctx context.Context) error {
+	p.mu.Lock()
+	var subs []*subscriber
+	for _, e := range p.exts {
+		if e.sub != nil {
+			subs = append(subs, e.sub)
+		}
+	}
+	p.mu.Unlock()
+	for _, s := range subs {
+		if err := s.waitDelivered(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ExtensionExited tells the platform that the in-process extension name
 // has exited, as a process would by ending; Shutdown waits for it. An
 // in-process extension that calls /next after SHUTDOWN counts as exited too.

@@ -585,3 +585,40 @@ func TestInvocationOutcomes(t *testing.T) {
 		t.Error("an unknown outcome was accepted")
 	}
 }
+
+// TestWaitDelivered checks that WaitDelivered, called from the function,
+// returns only once the listener has been given every event so far: with a
+// 1 s buffering timeout the lines would otherwise still be queued.
+func TestWaitDelivered(t *testing.T) {
+	p := startInProcess(t, Options{})
+	l := newListener(t, p, nil)
+	c := mustRegister(t, p, "ext", "INVOKE", "SHUTDOWN")
+	if r := c.subscribe(subRequest("2022-12-13", l, map[string]int{"timeoutMs": 1000, "maxItems": 10000}, "platform", "function")); r.status != 200 {
+		t.Fatalf("subscribe: %d %s", r.status, r.body)
+	}
+	c.runLoop(t, func(nextEvent) {})
+	var got []string
+	_, err := p.Invoke(t.Context(), Invocation{Lines: []string{"one", "two"}, Func: func(ctx context.Context, _ FuncInfo) error {
+		// Nothing is delivered yet: the batch waits for its timeout.
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := p.WaitDelivered(cctx); !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("WaitDelivered with a cancelled context = %v while events are queued, want context.Canceled", err)
+		}
+		if err := p.WaitDelivered(ctx); err != nil {
+			return err
+		}
+		for _, ev := range l.delivered() {
+			if ev.Type == "function" {
+				got = append(got, RecordText(ev.Record))
+			}
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{"one", "two"}) {
+		t.Errorf("delivered when WaitDelivered returned: %q, want both lines", got)
+	}
+}

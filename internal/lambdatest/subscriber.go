@@ -152,6 +152,26 @@ func (s *subscriber) waitIdle(ctx context.Context) error {
 	}
 }
 
+// waitDelivered waits until every event queued so far has been delivered
+// (or dropped after its retries): the queue is empty and no batch is in
+// flight; or until the subscriber is closed or ctx ends.
+func (s *subscriber) waitDelivered(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		if (len(s.queue) == 0 && !s.inflight) || s.closed {
+			s.mu.Unlock()
+			return nil
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // counts returns the POSTs attempted and failed so far.
 func (s *subscriber) counts() (attempts, failures int) {
 	s.mu.Lock()

@@ -132,7 +132,10 @@ type Request struct {
 	// abandoned requests.
 	Status int
 	// Records is the number of records sent in the body: the array length, 1
-	// for a lone value, 0 if the body is not JSON.
+	// for a lone value, 0 if the body is not JSON. It is counted when the
+	// body is ingested, or else when Requests first returns the request:
+	// a faulted request is answered without parsing its body, as fast as
+	// OpenObserve's middleware refuses it.
 	Records            int
 	Successful, Failed int
 	// End is when the request finished (its answer decided): End - Time is
@@ -143,6 +146,8 @@ type Request struct {
 	// or abandoned). A request is logged as soon as its body is read, so
 	// Requests can show a request still in flight (Done false).
 	Done bool
+
+	counted bool // Records is set
 }
 
 // Record is one accepted, stored record.
@@ -380,7 +385,26 @@ func (s *Server) Calls() int {
 // Requests returns copies of the logged requests, in arrival order.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
+	var todo []*Request
+	for _, r := range s.reqs {
+		if !r.counted {
+			todo = append(todo, r)
+		}
+	}
+	s.mu.Unlock()
+	// Bodies not parsed on the way in are counted here, outside the lock,
+	// so that handlers are not held up. Body is not written after logging.
+	counts := make([]int, len(todo))
+	for i, r := range todo {
+		counts[i] = countRecords(&bodyResult{data: r.Body})
+	}
+	s.mu.Lock()
 	defer s.mu.Unlock()
+	for i, r := range todo {
+		if !r.counted {
+			r.Records, r.counted = counts[i], true
+		}
+	}
 	out := make([]Request, len(s.reqs))
 	for i, r := range s.reqs {
 		c := *r
@@ -596,9 +620,7 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request, e *Request, r
 	// order (415, auth, org, then body errors).
 	b := s.readBody(r)
 	e.Body = b.data
-	if b.err == nil {
-		e.Records = countRecords(&b)
-	}
+	e.counted = b.err != nil // no records to count
 	s.logRequest(e)
 	if f == nil && b.err == nil {
 		s.mu.Lock()
@@ -651,11 +673,12 @@ func (s *Server) serveJSON(w http.ResponseWriter, r *http.Request, e *Request, r
 	}
 
 	rep := s.process(r, rawOrg, rawStream, b)
-	if len(rep.stored) > 0 {
-		s.mu.Lock()
-		s.recs = append(s.recs, rep.stored...)
-		s.mu.Unlock()
+	s.mu.Lock()
+	s.recs = append(s.recs, rep.stored...)
+	if b.isParsed && !e.counted {
+		e.Records, e.counted = countRecords(&b), true // parsed for ingestion anyway
 	}
+	s.mu.Unlock()
 	// Stored and logged before the reply is written, so a client that has
 	// its answer sees the effects in Records and Requests.
 	s.finish(e, rep.status, rep.successful, rep.failed)
