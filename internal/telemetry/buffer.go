@@ -162,45 +162,70 @@ func (b *Buffer) TakeNewest(maxCount, maxBytes int) []Event {
 	return out
 }
 
-// PutBack returns events that could not be delivered to the front of the
-// buffer, in their order, so they go out first next time. They are the
-// oldest data, so when there is not room for all of them the oldest of them
-// are dropped and counted. It reports how many were dropped.
+// PutBack returns events that could not be delivered to the buffer, in
+// their order and by age (Time): usually they are older than everything
+// queued and go to the front, so they go out first next time. But with
+// several batches in flight one taken later can come back after one taken
+// before it, or after newer events were queued; those are merged in by
+// time, so that the order, and which events a full buffer drops, still go
+// by age. When there is not room for all, the oldest events (put back or
+// queued) are dropped and counted; an event larger than the whole bound is
+// dropped itself. It reports how many were dropped.
 func (b *Buffer) PutBack(evs []Event) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	dropped := 0
+	keep := make([]Event, 0, len(evs))
 	total := 0
 	for _, e := range evs {
-		total += e.Size()
+		if size := e.Size(); size > b.max {
+			b.droppedRecords++
+			b.droppedBytes += uint64(size)
+			dropped++
+		} else {
+			keep = append(keep, e)
+			total += size
+		}
 	}
-	dropped := 0
-	for len(evs) > 0 && b.bytes+total > b.max {
-		size := evs[0].Size()
-		total -= size
-		b.droppedRecords++
-		b.droppedBytes += uint64(size)
-		evs = evs[1:]
-		dropped++
-	}
-	if len(evs) == 0 {
+	if len(keep) == 0 {
 		return dropped
 	}
 	wasEmpty := b.head == len(b.q)
 	defer b.signal()
-	n := len(b.q) - b.head
-	if b.head >= len(evs) {
-		b.head -= len(evs)
-		copy(b.q[b.head:], evs)
-	} else {
-		q := make([]Event, 0, len(evs)+n)
-		q = append(q, evs...)
-		q = append(q, b.q[b.head:]...)
+	queued := b.q[b.head:]
+	switch {
+	case len(queued) > 0 && queued[0].Time.Before(keep[len(keep)-1].Time):
+		merged := make([]Event, 0, len(keep)+len(queued))
+		i, j := 0, 0
+		for i < len(keep) && j < len(queued) {
+			if queued[j].Time.Before(keep[i].Time) {
+				merged = append(merged, queued[j])
+				j++
+			} else {
+				merged = append(merged, keep[i])
+				i++
+			}
+		}
+		merged = append(append(merged, keep[i:]...), queued[j:]...)
+		clear(b.q)
+		b.q, b.head = merged, 0
+	case b.head >= len(keep):
+		b.head -= len(keep)
+		copy(b.q[b.head:], keep)
+	default:
+		q := make([]Event, 0, len(keep)+len(queued))
+		q = append(q, keep...)
+		q = append(q, queued...)
 		b.q, b.head = q, 0
 	}
 	b.bytes += total
 	if wasEmpty || b.since.After(putBackSince) {
 		// They were queued long ago: their wait is over.
 		b.since = putBackSince
+	}
+	for b.bytes > b.max {
+		b.dropOldestLocked()
+		dropped++
 	}
 	return dropped
 }

@@ -226,6 +226,54 @@ func TestBufferPutBack(t *testing.T) {
 	}
 }
 
+// TestBufferPutBackByAge: with several batches in flight, one taken later
+// (newer records) can be put back before one taken earlier, and newer
+// events can be queued meanwhile. The buffer keeps its order by age, and a
+// full buffer drops the oldest, not whichever batch came back last (at
+// SHUTDOWN that lost the newest invocation but one of a function's spans).
+func TestBufferPutBackByAge(t *testing.T) {
+	at := func(spec string) []Event {
+		evs := events(t, spec)
+		for i := range evs {
+			n, _ := strconv.Atoi(evs[i].RequestID[1:])
+			evs[i].Time = time.Unix(1_800_000_000, 0).Add(time.Duration(n) * time.Second)
+		}
+		return evs
+	}
+	tests := []struct {
+		name        string
+		max         int
+		first, then string // put back in this order into a buffer holding queued
+		queued      string
+		want        []string
+		wantDropped int
+	}{
+		{name: "older batch back last", max: 2000, queued: "q9:200", first: "b3:200 b4:200", then: "a1:200 a2:200", want: []string{"a1", "a2", "b3", "b4", "q9"}},
+		{name: "newer batch back last", max: 2000, queued: "q9:200", first: "a1:200 a2:200", then: "b3:200 b4:200", want: []string{"a1", "a2", "b3", "b4", "q9"}},
+		{name: "newer batch back last, full: the oldest go", max: 800, queued: "q9:200", first: "a1:200 a2:200", then: "b3:200 b4:200", want: []string{"a2", "b3", "b4", "q9"}, wantDropped: 1},
+		{name: "interleaved with queued", max: 2000, queued: "q2:200 q5:200", first: "", then: "a1:200 a3:200 a4:200", want: []string{"a1", "q2", "a3", "a4", "q5"}},
+		{name: "full, queued older than the batch", max: 600, queued: "q1:200 q2:200", first: "", then: "b3:200 b4:200", want: []string{"q2", "b3", "b4"}, wantDropped: 1},
+		{name: "oversize put-back dropped alone", max: 600, queued: "q1:200", first: "", then: "b3:700 b4:200", want: []string{"q1", "b4"}, wantDropped: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := NewBuffer(tt.max)
+			b.Add(at(tt.queued)...)
+			dropped := b.PutBack(at(tt.first)) + b.PutBack(at(tt.then))
+			if dropped != tt.wantDropped {
+				t.Errorf("PutBack dropped %d, want %d", dropped, tt.wantDropped)
+			}
+			if recs, _ := b.Dropped(); recs != uint64(tt.wantDropped) {
+				t.Errorf("Dropped = %d records, want %d", recs, tt.wantDropped)
+			}
+			if b.Bytes() > tt.max {
+				t.Errorf("Bytes = %d, above max %d", b.Bytes(), tt.max)
+			}
+			checkQueue(t, b, tt.want)
+		})
+	}
+}
+
 // TestBufferReleasesConsumedPrefix runs a long-lived buffer in steady state
 // (never empty, so never reset) and checks its backing array stays bounded
 // by what is queued rather than by how much has passed through.
@@ -297,16 +345,27 @@ func (m *model) take(n, maxBytes int) []Event {
 }
 
 func (m *model) putBack(evs []Event) int {
-	total := sizeOf(evs)
 	dropped := 0
-	for len(evs) > 0 && m.bytes+total > m.max {
-		total -= evs[0].Size()
-		m.drop(evs[0])
-		evs = evs[1:]
+	var keep []Event
+	for _, e := range evs {
+		if e.Size() > m.max {
+			m.drop(e)
+			dropped++
+		} else {
+			keep = append(keep, e)
+		}
+	}
+	// By age: stable, put-back events before queued ones of the same time.
+	all := append(slices.Clone(keep), m.q...)
+	slices.SortStableFunc(all, func(a, b Event) int { return a.Time.Compare(b.Time) })
+	m.q = all
+	m.bytes += sizeOf(keep)
+	for m.bytes > m.max {
+		m.bytes -= m.q[0].Size()
+		m.drop(m.q[0])
+		m.q = m.q[1:]
 		dropped++
 	}
-	m.q = append(slices.Clone(evs), m.q...)
-	m.bytes += total
 	return dropped
 }
 
@@ -326,9 +385,13 @@ func TestBufferProperty(t *testing.T) {
 				if rng.IntN(20) == 0 {
 					size = 110 + rng.IntN(max+200)
 				}
-				return sized(t, strconv.Itoa(next), size)
+				e := sized(t, strconv.Itoa(next), size)
+				e.Time = time.Unix(1_800_000_000, 0).Add(time.Duration(next) * time.Millisecond)
+				return e
 			}
-			var taken []Event
+			// Batches taken and not yet put back: several at once, as with
+			// several requests in flight, put back in any order.
+			var taken [][]Event
 			for step := range 3000 {
 				var op string
 				switch r := rng.IntN(10); {
@@ -350,15 +413,22 @@ func TestBufferProperty(t *testing.T) {
 					if len(m.q)+len(got) > 0 && len(got) == 0 {
 						t.Fatalf("step %d: Take returned nothing from a non-empty buffer", step)
 					}
-					taken = got
+					if len(got) > 0 {
+						taken = append(taken, got)
+					}
 					op = fmt.Sprintf("Take(%d, %d)", n, maxBytes)
 				default:
-					got, want := b.PutBack(slices.Clone(taken)), m.putBack(taken)
-					if got != want {
-						t.Fatalf("step %d: PutBack(%v) dropped %d, want %d", step, ids(taken), got, want)
+					var back []Event
+					if len(taken) > 0 {
+						k := rng.IntN(len(taken))
+						back = taken[k]
+						taken = slices.Delete(taken, k, k+1)
 					}
-					op = fmt.Sprintf("PutBack(%d)", len(taken))
-					taken = nil
+					got, want := b.PutBack(slices.Clone(back)), m.putBack(back)
+					if got != want {
+						t.Fatalf("step %d: PutBack(%v) dropped %d, want %d", step, ids(back), got, want)
+					}
+					op = fmt.Sprintf("PutBack(%d)", len(back))
 				}
 				if got := b.Bytes(); got > max || got != m.bytes {
 					t.Fatalf("step %d after %s: Bytes = %d, want %d (max %d)", step, op, got, m.bytes, max)
