@@ -595,12 +595,7 @@ func (p *Platform) Shutdown(ctx context.Context, reason string) (ShutdownResult,
 		res.DeadlineMet = false
 	}
 	res.Duration = last.Sub(sent)
-	var subs []*subscriber
-	for _, e := range p.exts {
-		if e.sub != nil {
-			subs = append(subs, e.sub)
-		}
-	}
+	subs := p.subscribersLocked()
 	p.mu.Unlock()
 	for _, s := range subs {
 		s.close()

@@ -320,12 +320,7 @@ func (p *Platform) Close() error {
 		p.closed = true
 		close(p.done)
 		procs := append([]*process(nil), p.procs...)
-		var subs []*subscriber
-		for _, e := range p.exts {
-			if e.sub != nil {
-				subs = append(subs, e.sub)
-			}
-		}
+		subs := p.subscribersLocked()
 		p.broadcastLocked()
 		p.mu.Unlock()
 		for _, pr := range procs {
@@ -411,12 +406,7 @@ func (p *Platform) Deliveries() map[string]DeliveryStats {
 // delivered, and it waits for the thaw.
 func (p *Platform) WaitDelivered(ctx context.Context) error {
 	p.mu.Lock()
-	var subs []*subscriber
-	for _, e := range p.exts {
-		if e.sub != nil {
-			subs = append(subs, e.sub)
-		}
-	}
+	subs := p.subscribersLocked()
 	p.mu.Unlock()
 	for _, s := range subs {
 		if err := s.waitDelivered(ctx); err != nil {
@@ -424,6 +414,17 @@ func (p *Platform) WaitDelivered(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// subscribersLocked returns the extensions' telemetry subscribers.
+func (p *Platform) subscribersLocked() []*subscriber {
+	var subs []*subscriber
+	for _, e := range p.exts {
+		if e.sub != nil {
+			subs = append(subs, e.sub)
+		}
+	}
+	return subs
 }
 
 // ExtensionExited tells the platform that the in-process extension name

@@ -136,29 +136,22 @@ func (s *subscriber) close() {
 // closed). A batch between retries does not count: its retry waits for the
 // thaw, so waiting for it to finish would deadlock a freeze.
 func (s *subscriber) waitIdle(ctx context.Context) error {
-	for {
-		s.mu.Lock()
-		if !s.posting || s.closed {
-			s.mu.Unlock()
-			return nil
-		}
-		ch := s.changed
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return s.waitUntil(ctx, func() bool { return !s.posting })
 }
 
 // waitDelivered waits until every event queued so far has been delivered
 // (or dropped after its retries): the queue is empty and no batch is in
 // flight; or until the subscriber is closed or ctx ends.
 func (s *subscriber) waitDelivered(ctx context.Context) error {
+	return s.waitUntil(ctx, func() bool { return len(s.queue) == 0 && !s.inflight })
+}
+
+// waitUntil waits until cond (called with s.mu held) holds or the
+// subscriber is closed; or until ctx ends.
+func (s *subscriber) waitUntil(ctx context.Context, cond func() bool) error {
 	for {
 		s.mu.Lock()
-		if (len(s.queue) == 0 && !s.inflight) || s.closed {
+		if cond() || s.closed {
 			s.mu.Unlock()
 			return nil
 		}
