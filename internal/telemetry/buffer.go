@@ -174,18 +174,26 @@ func (b *Buffer) TakeNewest(maxCount, maxBytes int) []Event {
 func (b *Buffer) PutBack(evs []Event) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	dropped := 0
-	keep := make([]Event, 0, len(evs))
-	total := 0
-	for _, e := range evs {
-		if size := e.Size(); size > b.max {
-			b.droppedRecords++
-			b.droppedBytes += uint64(size)
-			dropped++
-		} else {
-			keep = append(keep, e)
+	// keep is evs without the events larger than the whole bound; it is
+	// evs itself (never retained: every path below copies it) unless one
+	// is that large.
+	dropped, total := 0, 0
+	keep := evs
+	for i, e := range evs {
+		size := e.Size()
+		if size <= b.max {
 			total += size
+			if dropped > 0 {
+				keep = append(keep, e)
+			}
+			continue
 		}
+		if dropped == 0 {
+			keep = append(make([]Event, 0, len(evs)), evs[:i]...)
+		}
+		b.droppedRecords++
+		b.droppedBytes += uint64(size)
+		dropped++
 	}
 	if len(keep) == 0 {
 		return dropped
