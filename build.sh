@@ -131,10 +131,14 @@ targets() {
 
 build() {
 	need_go
-	local v c ldflags dist stage arches arch goarch hostos hostarch
+	local v c ldflags tags dist stage arches arch goarch hostos hostarch
 	v=$(version)
 	c=$(commit)
 	ldflags="-s -w -X main.version=$v${c:+ -X main.commit=$c}"
+	# nethttpomithttp2: net/http without its bundled HTTP/2, which the
+	# extension never speaks (see newTransport in internal/openobserve):
+	# a binary 0.5 MB smaller, less of it resident.
+	tags=nethttpomithttp2
 	arches=$(targets)
 	[[ -n $arches ]] || die "BUILD_TARGETS names no target"
 	dist=${DIST_DIR:-dist}
@@ -156,7 +160,7 @@ build() {
 		# pinned to the baseline every Lambda host runs (and the default),
 		# so a developer's own setting changes nothing.
 		env CGO_ENABLED=0 GOOS=linux GOARCH=$goarch GOAMD64=v1 GOARM64=v8.0 \
-			go build -trimpath -buildvcs=false \
+			go build -trimpath -buildvcs=false -tags "$tags" \
 			-ldflags "$ldflags" \
 			-o "$stage/$arch/$name" "$pkg"
 		go run ./cmd/mkzip -bin "$stage/$arch/$name" -o "$stage/$arch.zip" \
@@ -181,7 +185,7 @@ build() {
 		cp -f "$stage/$arch/$name" "$dist/$name"
 	else
 		echo "==> $name $v for $hostos/$hostarch (this machine)"
-		env CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "$ldflags" -o "$dist/$name" "$pkg"
+		env CGO_ENABLED=0 go build -trimpath -buildvcs=false -tags "$tags" -ldflags "$ldflags" -o "$dist/$name" "$pkg"
 	fi
 	echo "==> done: $(for arch in $arches; do printf '%s ' "$dist/$name-$arch.zip"; done)"
 	echo "    and $dist/$name for this machine ($hostos/$hostarch): $dist/$name --health-check"

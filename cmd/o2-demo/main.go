@@ -146,7 +146,7 @@ func run(ctx context.Context, args []string, e env, stdout io.Writer) error {
 		}
 		defer os.RemoveAll(dir)
 		bin = filepath.Join(dir, "o2-extension")
-		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/o2-extension")
+		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags", "nethttpomithttp2", "-ldflags", "-s -w", "-o", bin, "./cmd/o2-extension")
 		build.Env = append(os.Environ(), "CGO_ENABLED=0") // as build.sh: static, no libc pages
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
