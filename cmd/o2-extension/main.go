@@ -62,6 +62,9 @@ func buildCommit() string {
 }
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		startGCTuner()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Environ(), os.Stdout, os.Stderr); err != nil {
