@@ -62,6 +62,16 @@ func gcLiveHeap() uint64 {
 	return s[0].Value.Uint64()
 }
 
+// tuneGC starts the tuner unless getenv sets GOGC, whose value the Go
+// runtime has applied already and which is then left alone; it returns
+// the tuner, or nil.
+func tuneGC(getenv func(string) string) *gcTuner {
+	if getenv("GOGC") != "" {
+		return nil
+	}
+	return startGCTuner()
+}
+
 // startGCTuner applies the percent for the heap at start, then again
 // after every collection, for the life of the process. A cleanup on an
 // object nothing refers to runs after the collection that finds it
@@ -89,6 +99,7 @@ func startGCTuner(after ...func(int)) *gcTuner {
 	return t
 }
 
-// gcSentinel is the object whose cleanup marks a collection: large enough
-// not to share a tiny-allocator block, which could keep it reachable.
+// gcSentinel is the object whose cleanup marks a collection. It holds
+// pointers, so the tiny allocator, which packs small pointer-free objects
+// into one block and could keep it reachable, never takes it.
 type gcSentinel struct{ _ [2]*int }

@@ -76,3 +76,33 @@ func TestGCTunerRunsAfterEachCollection(t *testing.T) {
 		}
 	}
 }
+
+// GOGC in the environment turns the tuner off: the runtime's percent (as
+// GOGC set it) stays, however small the live heap.
+func TestTuneGCLeavesGOGCAlone(t *testing.T) {
+	orig := debug.SetGCPercent(137) // standing in for GOGC=137
+	t.Cleanup(func() { debug.SetGCPercent(orig) })
+	env := func(k string) string {
+		if k == "GOGC" {
+			return "137"
+		}
+		return ""
+	}
+	if tu := tuneGC(env); tu != nil {
+		tu.stop()
+		t.Fatal("tuneGC started the tuner with GOGC set")
+	}
+	runtime.GC()
+	if got := debug.SetGCPercent(137); got != 137 {
+		t.Errorf("GC percent %d with GOGC set, want GOGC's 137", got)
+	}
+
+	tu := tuneGC(func(string) string { return "" })
+	if tu == nil {
+		t.Fatal("tuneGC without GOGC started no tuner")
+	}
+	t.Cleanup(tu.stop)
+	if got := debug.SetGCPercent(100); got != gcSmallPercent && got != gcLargePercent {
+		t.Errorf("GC percent %d without GOGC, want the tuner's %d or %d", got, gcSmallPercent, gcLargePercent)
+	}
+}

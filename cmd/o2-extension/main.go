@@ -62,9 +62,7 @@ func buildCommit() string {
 }
 
 func main() {
-	if os.Getenv("GOGC") == "" {
-		startGCTuner()
-	}
+	tuneGC(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Environ(), os.Stdout, os.Stderr); err != nil {

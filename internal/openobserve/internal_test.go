@@ -1,8 +1,10 @@
 package openobserve
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -259,5 +261,33 @@ func TestRedact(t *testing.T) {
 	got := c.redact("echo: Basic c2VjcmV0OnBhc3M= and c2VjcmV0OnBhc3M=")
 	if strings.Contains(got, "c2VjcmV0OnBhc3M=") {
 		t.Errorf("redact left the secret: %q", got)
+	}
+}
+
+// The one transport speaks HTTP/1.1, even to a server that offers HTTP/2
+// over TLS (ALPN "h2"): the extension is built without net/http's HTTP/2
+// (build.sh's nethttpomithttp2), and must not depend on it. This test
+// binary has HTTP/2 linked in, so it fails if the transport asks for it.
+func TestTransportSpeaksHTTP11(t *testing.T) {
+	var proto string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proto = r.Proto
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+
+	tr := newTransport()
+	defer tr.CloseIdleConnections()
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	tr.TLSClientConfig.RootCAs = pool
+	resp, err := (&http.Client{Transport: tr}).Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 1 || proto != "HTTP/1.1" {
+		t.Errorf("reply %s, request %s; want HTTP/1.1 both ways", resp.Proto, proto)
 	}
 }

@@ -99,7 +99,7 @@ func TestBuildZipsAsLambdaReadsThem(t *testing.T) {
 			for _, s := range bi.Settings {
 				settings[s.Key] = s.Value
 			}
-			for k, want := range map[string]string{"GOOS": "linux", "GOARCH": a.goarch, "CGO_ENABLED": "0", "-trimpath": "true"} {
+			for k, want := range map[string]string{"GOOS": "linux", "GOARCH": a.goarch, "CGO_ENABLED": "0", "-trimpath": "true", "-tags": "nethttpomithttp2"} {
 				if settings[k] != want {
 					t.Errorf("build setting %s = %q, want %q", k, settings[k], want)
 				}
